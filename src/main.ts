@@ -1,0 +1,68 @@
+// Process entry: configuration, both listeners, readiness, and a graceful drain on SIGTERM.
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { buildAdmin, type Readiness } from './admin.ts';
+import { createLogger } from './log.ts';
+import { buildSidecar } from './server.ts';
+
+const EXIT_CONFIG = 2;
+
+function fail(line: string): never {
+  process.stderr.write(`phantom-sidecar: ${line}\n`);
+  process.exit(EXIT_CONFIG);
+}
+
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+}
+
+/** EADDRINUSE and friends, said as the variable to change. */
+function listenFailure(error: unknown, variable: string, host: string, port: number): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return `${variable}: port ${port} on ${host} is already in use`;
+  if (code === 'EACCES') return `${variable}: not allowed to listen on port ${port}`;
+  return `${variable}: cannot listen on ${host}:${port} (${code ?? 'error'})`;
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const logger = createLogger(config.logLevel);
+  const readiness: Readiness = { ready: false };
+  const { app, tokens } = await buildSidecar(config, { logger });
+  const admin = buildAdmin(logger, readiness, tokens.jwks);
+
+  try {
+    await admin.listen({ host: config.admin.host, port: config.admin.port });
+  } catch (error) {
+    fail(listenFailure(error, 'PHANTOM_ADMIN_PORT', config.admin.host, config.admin.port));
+  }
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (error) {
+    fail(listenFailure(error, 'PHANTOM_LISTEN_PORT', config.listen.host, config.listen.port));
+  }
+  readiness.ready = true;
+  logger.info(
+    { upstream_token: config.upstreamToken.mode, require_binding: config.requireBinding, cache_max_ttl_s: config.cache.maxTtlSeconds },
+    'phantom-sidecar ready',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    readiness.ready = false;
+    logger.info({ signal }, 'draining');
+    await app.close();
+    await admin.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+await main();

@@ -1,0 +1,96 @@
+// Stage 4: the introspection cache. It holds the authorization server's answer (and the JWT
+// made from it), never the decision: binding, time and scope are checked on every request.
+// Keys are SHA-256 of the token, so a heap dump holds no usable token.
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Config } from '../config.ts';
+import type { CacheOutcome } from '../log.ts';
+import type { Introspection, Introspector } from './introspect.ts';
+
+/** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
+export interface UpstreamJwt {
+  readonly jwt: Promise<string>;
+  /** Seconds since the epoch. */
+  readonly exp: number;
+}
+
+export interface CacheEntry {
+  readonly introspection: Introspection;
+  upstreamJwt?: UpstreamJwt;
+}
+
+export interface Lookup {
+  entry: CacheEntry;
+  outcome: Exclude<CacheOutcome, 'none'>;
+}
+
+export function tokenKey(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+/**
+ * How long an answer may be reused, in ms: an active one until min(exp, max TTL), an
+ * inactive one for the negative TTL. Zero means "do not store". RFC 7662 §4: never past exp.
+ */
+export function cacheLifetimeMs(introspection: Introspection, settings: Config['cache'], nowMs: number): number {
+  if (settings.maxTtlSeconds === 0) return 0;
+  const maxMs = settings.maxTtlSeconds * 1000;
+  if (!introspection.active) return Math.min(settings.negativeTtlSeconds * 1000, maxMs);
+  const { exp } = introspection.claims;
+  const untilExpiry = exp === undefined ? maxMs : Math.floor(exp * 1000 - nowMs);
+  return Math.max(0, Math.min(untilExpiry, maxMs));
+}
+
+export class IntrospectionCache {
+  readonly #introspector: Introspector;
+  readonly #settings: Config['cache'];
+  readonly #now: () => number;
+  readonly #entries: LRUCache<string, CacheEntry> | undefined;
+  // lru-cache's fetch() also coalesces, but it cannot share a call without storing its
+  // result (ttl 0 means "forever" there), which PHANTOM_CACHE_MAX_TTL_S=0 needs.
+  readonly #inFlight = new Map<string, Promise<CacheEntry>>();
+
+  constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now) {
+    this.#introspector = introspector;
+    this.#settings = settings;
+    this.#now = now;
+    this.#entries = settings.maxTtlSeconds === 0
+      ? undefined
+      : new LRUCache<string, CacheEntry>({
+          max: settings.maxEntries,
+          ttlAutopurge: false,
+          allowStale: false,
+          updateAgeOnGet: false,
+          // Expiry is judged on the wall clock the TTLs were computed from.
+          perf: { now: () => this.#now() },
+        });
+  }
+
+  /** The answer for this token: from the cache, from a call already under way, or a new call. */
+  async lookup(token: string): Promise<Lookup> {
+    const key = tokenKey(token);
+    const cached = this.#entries?.get(key);
+    if (cached !== undefined) return { entry: cached, outcome: 'hit' };
+    const pending = this.#inFlight.get(key);
+    if (pending !== undefined) return { entry: await pending, outcome: 'shared' };
+    const call = this.#introspectAndStore(key, token);
+    this.#inFlight.set(key, call);
+    try {
+      return { entry: await call, outcome: 'miss' };
+    } finally {
+      this.#inFlight.delete(key);
+    }
+  }
+
+  async #introspectAndStore(key: string, token: string): Promise<CacheEntry> {
+    // A failure rejects here and is never stored.
+    const entry: CacheEntry = { introspection: await this.#introspector.introspect(token) };
+    const ttl = cacheLifetimeMs(entry.introspection, this.#settings, this.#now());
+    if (ttl > 0) this.#entries?.set(key, entry, { ttl });
+    return entry;
+  }
+
+  get size(): number {
+    return this.#entries?.size ?? 0;
+  }
+}

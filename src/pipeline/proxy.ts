@@ -1,0 +1,103 @@
+// Stage 8: the proxy to the API beside the sidecar, on @fastify/reply-from (undici).
+// Method, path, query and body pass through (the body streamed); the client's credentials
+// and every header only the sidecar may set are replaced.
+import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
+import { InternalError, UpstreamTimeout, UpstreamUnavailable } from '../errors.ts';
+import type { Config } from '../config.ts';
+import '../request-state.ts';
+
+// RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy ones: never forwarded either way.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+// Headers that carry identity to the API: only the sidecar sets them, so a client's copy
+// is dropped (RFC 9440 Client-Cert, Envoy's XFCC, the x-client-cert*/x-ssl-client* family
+// of other proxies), and with them the two the sidecar sets itself.
+const SIDECAR_ONLY = new Set(['authorization', 'x-fapi-interaction-id', 'client-cert', 'client-cert-chain', 'x-forwarded-client-cert']);
+const SIDECAR_ONLY_PREFIXES = ['x-client-cert', 'x-ssl-client'];
+
+function isSidecarOnly(name: string): boolean {
+  return SIDECAR_ONLY.has(name) || SIDECAR_ONLY_PREFIXES.some((prefix) => name.startsWith(prefix));
+}
+
+/** The client's headers as the API may see them, with the sidecar's own set on top. */
+export function upstreamRequestHeaders(
+  clientHeaders: IncomingHttpHeaders,
+  jwt: string,
+  interactionId: string,
+): IncomingHttpHeaders {
+  const headers: IncomingHttpHeaders = {};
+  for (const name of Object.keys(clientHeaders)) {
+    if (!HOP_BY_HOP.has(name) && !isSidecarOnly(name)) headers[name] = clientHeaders[name];
+  }
+  headers.authorization = `Bearer ${jwt}`;
+  headers['x-fapi-interaction-id'] = interactionId;
+  return headers;
+}
+
+/** The API's response headers without hop-by-hop ones (reply-from copies them otherwise). */
+export function clientResponseHeaders(upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders {
+  const headers: IncomingHttpHeaders = {};
+  for (const name of Object.keys(upstreamHeaders)) {
+    if (!HOP_BY_HOP.has(name)) headers[name] = upstreamHeaders[name];
+  }
+  return headers;
+}
+
+interface ReplyFromError {
+  statusCode?: number;
+  cause?: { code?: string };
+}
+
+function upstreamFailure(error: ReplyFromError): UpstreamTimeout | UpstreamUnavailable {
+  if (error.statusCode === 504) return new UpstreamTimeout();
+  return new UpstreamUnavailable(`upstream_unavailable${error.cause?.code === undefined ? '' : `:${error.cause.code}`}`);
+}
+
+export async function registerProxy(app: FastifyInstance, upstream: Config['upstream']): Promise<void> {
+  await app.register(replyFrom, {
+    base: upstream.url.origin,
+    disableRequestLogging: true,
+    undici: {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connectTimeout: Math.min(upstream.timeoutMs, 10_000),
+      headersTimeout: upstream.timeoutMs,
+      bodyTimeout: upstream.timeoutMs,
+    },
+  });
+}
+
+const prefix = (base: URL): string => base.pathname.replace(/\/$/, '');
+
+// Built once: the hooks read everything per request from the request itself.
+export const proxyHooks: FastifyReplyFromHooks = {
+  rewriteRequestHeaders: (request, headers) =>
+    upstreamRequestHeaders(headers, request.phantom.upstreamJwt ?? '', request.id),
+  rewriteHeaders: (headers) => clientResponseHeaders(headers),
+  // No retries: a request that reached the API once must not be replayed by the sidecar.
+  retryDelay: () => null,
+  onError: (reply, { error }) => {
+    reply.send(upstreamFailure(error as ReplyFromError));
+  },
+};
+
+/** Forwards the authorised request; the upstream URL's path is a prefix of the client's. */
+export function forward(request: FastifyRequest, reply: FastifyReply, upstream: URL): FastifyReply {
+  // Only an authorised request has a JWT; without one nothing may leave.
+  if (request.phantom.upstreamJwt === undefined) throw new InternalError('forward_without_jwt');
+  const path = request.url.split('?', 1)[0] ?? '/';
+  return reply.from(`${prefix(upstream)}${path}`, proxyHooks);
+}

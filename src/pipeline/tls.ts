@@ -1,0 +1,64 @@
+// Stage 1: mutual TLS. The handshake itself refuses a missing, untrusted or expired client
+// certificate (requestCert + rejectUnauthorized), so nothing of such a peer reaches HTTP.
+// The certificate's RFC 8705 thumbprint is computed once per TLS connection.
+import { constants, createHash } from 'node:crypto';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import type { Config } from '../config.ts';
+
+// FAPI 2.0 §5.2.1 / BCP 195: under TLS 1.2 only ECDHE key exchange with AES-GCM, for RSA
+// and ECDSA certificates. TLS 1.3 suites are all AEAD and are left at OpenSSL's defaults.
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+].join(':');
+
+export interface ServerTlsOptions extends SecureContextOptions {
+  requestCert: true;
+  rejectUnauthorized: true;
+}
+
+export function serverTlsOptions(tls: Config['tls']): ServerTlsOptions {
+  return {
+    cert: tls.cert,
+    key: tls.key,
+    ca: tls.clientCa,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: tls.minVersion,
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+    // The thumbprint is cached per connection, so the certificate must not change under
+    // it: refuse TLS 1.2 renegotiation (TLS 1.3 has none).
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
+
+/** base64url(SHA-256(DER)), RFC 8705 §3.1. */
+export function certificateThumbprint(der: Uint8Array): string {
+  return createHash('sha256').update(der).digest('base64url');
+}
+
+const thumbprints = new WeakMap<TLSSocket, string | null>();
+
+/**
+ * The `x5t#S256` of the leaf certificate the peer presented on this connection, or
+ * undefined when there is none or the handshake did not verify it. Computed on the first
+ * request of a connection and remembered for its later ones. A resumed session carries
+ * its original peer certificate, so resumption keeps the binding.
+ */
+export function connectionThumbprint(socket: TLSSocket): string | undefined {
+  let known = thumbprints.get(socket);
+  if (known === undefined) {
+    known = computeThumbprint(socket);
+    thumbprints.set(socket, known);
+  }
+  return known ?? undefined;
+}
+
+function computeThumbprint(socket: TLSSocket): string | null {
+  if (socket.authorized !== true || typeof socket.getPeerX509Certificate !== 'function') return null;
+  const certificate = socket.getPeerX509Certificate();
+  return certificate === undefined ? null : certificateThumbprint(certificate.raw);
+}

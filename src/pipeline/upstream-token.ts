@@ -1,0 +1,114 @@
+// Stage 7: the JWT the API receives in place of the opaque token (the phantom-token pattern).
+// `mint`: the sidecar signs an RFC 9068 access-token JWT; `as-jwt`: the authorization server
+// supplied it with the introspection answer. Either way it is kept with the cache entry, so
+// a cache hit signs nothing.
+import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { SignJWT, calculateJwkThumbprint, type JWK } from 'jose';
+import { InternalError, InvalidToken } from '../errors.ts';
+import type { JwtAlg, MintConfig } from '../config.ts';
+import type { CacheEntry, UpstreamJwt } from './cache.ts';
+import type { TokenClaims } from './introspect.ts';
+
+export interface UpstreamTokenSource {
+  /** The JWT to forward for this (already authorised) cache entry. */
+  jwtFor(entry: CacheEntry, nowSeconds: number): Promise<string>;
+  /** Public keys for the API to verify with (empty in as-jwt mode). */
+  readonly jwks: { keys: JWK[] };
+}
+
+// A JWT this close to its exp is re-minted rather than sent: it could expire in transit.
+const REUSE_MARGIN_SECONDS = 5;
+
+/** The RFC 9068 claims of a minted JWT; exp never past the opaque token's. */
+export function mintedClaims(claims: TokenClaims, settings: Pick<MintConfig, 'issuer' | 'audience' | 'ttlSeconds'>, nowSeconds: number): Record<string, unknown> {
+  const exp = Math.min(nowSeconds + settings.ttlSeconds, claims.exp ?? Number.POSITIVE_INFINITY);
+  if (exp <= nowSeconds) throw new InvalidToken('token_expired', 'The access token has expired');
+  const minted: Record<string, unknown> = {
+    iss: settings.issuer,
+    aud: settings.audience,
+    sub: claims.sub ?? claims.client_id,
+    client_id: claims.client_id,
+    iat: nowSeconds,
+    exp,
+    jti: randomUUID(),
+  };
+  if (claims.scope !== undefined) minted.scope = claims.scope;
+  if (claims.cnf?.['x5t#S256'] !== undefined) minted.cnf = { 'x5t#S256': claims.cnf['x5t#S256'] };
+  return minted;
+}
+
+/** Without PHANTOM_JWT_SIGNING_KEY: a fresh key for this process only. */
+export function generateSigningKey(alg: JwtAlg): KeyObject {
+  switch (alg) {
+    case 'ES256':
+      return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    case 'PS256':
+      return generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    case 'EdDSA':
+      return generateKeyPairSync('ed25519').privateKey;
+  }
+}
+
+export class JwtMinter implements UpstreamTokenSource {
+  readonly #settings: MintConfig;
+  readonly #privateKey: KeyObject;
+  readonly #kid: string;
+  readonly jwks: { keys: JWK[] };
+
+  private constructor(settings: MintConfig, privateKey: KeyObject, publicJwk: JWK, kid: string) {
+    this.#settings = settings;
+    this.#privateKey = privateKey;
+    this.#kid = kid;
+    this.jwks = { keys: [{ ...publicJwk, kid, alg: settings.alg, use: 'sig' }] };
+  }
+
+  static async create(settings: MintConfig): Promise<JwtMinter> {
+    const privateKey = settings.signingKey ?? generateSigningKey(settings.alg);
+    const publicJwk = createPublicKey(privateKey).export({ format: 'jwk' }) as JWK;
+    // RFC 7638 thumbprint as kid: stable for a given key, so a rotation changes it.
+    const kid = await calculateJwkThumbprint(publicJwk);
+    return new JwtMinter(settings, privateKey, publicJwk, kid);
+  }
+
+  get kid(): string {
+    return this.#kid;
+  }
+
+  jwtFor(entry: CacheEntry, nowSeconds: number): Promise<string> {
+    if (!entry.introspection.active) throw new InternalError('inactive_token_reached_minting');
+    const kept = entry.upstreamJwt;
+    if (kept !== undefined && kept.exp - nowSeconds > REUSE_MARGIN_SECONDS) return kept.jwt;
+    const fresh = this.#mint(entry.introspection.claims, nowSeconds);
+    entry.upstreamJwt = fresh;
+    // A failed signature must not stay with the entry.
+    fresh.jwt.catch(() => {
+      if (entry.upstreamJwt === fresh) delete entry.upstreamJwt;
+    });
+    return fresh.jwt;
+  }
+
+  #mint(claims: TokenClaims, nowSeconds: number): UpstreamJwt {
+    const payload = mintedClaims(claims, this.#settings, nowSeconds);
+    const jwt = new SignJWT(payload)
+      .setProtectedHeader({ alg: this.#settings.alg, typ: 'at+jwt', kid: this.#kid })
+      .sign(this.#privateKey);
+    return { jwt, exp: payload.exp as number };
+  }
+}
+
+/** as-jwt mode: the authorization server's JWT is forwarded as it came. */
+export class AuthorizationServerJwt implements UpstreamTokenSource {
+  readonly jwks = { keys: [] };
+
+  jwtFor(entry: CacheEntry): Promise<string> {
+    const { introspection } = entry;
+    if (!introspection.active || introspection.jwt === undefined) {
+      return Promise.reject(new InternalError('as_jwt_missing'));
+    }
+    return Promise.resolve(introspection.jwt);
+  }
+}
+
+export async function createUpstreamTokenSource(settings: MintConfig | { mode: 'as-jwt' }): Promise<UpstreamTokenSource> {
+  return settings.mode === 'mint' ? JwtMinter.create(settings) : new AuthorizationServerJwt();
+}

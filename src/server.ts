@@ -1,0 +1,128 @@
+// The mTLS listener: builds the Fastify app and wires the stages in the order a request
+// meets them. Hooks map one-to-one onto stages:
+//   onRequest  -> interaction id, TLS thumbprint (1), token extraction (2)
+//   preHandler -> no token in a form body (2), introspection .. upstream token (3-7)
+//   handler    -> proxy (8)
+//   error      -> errors.ts (9); onResponse -> the one log line (10)
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { RequestRejected, asSidecarError, toErrorResponse } from './errors.ts';
+import { logAccess } from './log.ts';
+import type { RequestState } from './request-state.ts';
+import { IntrospectionCache } from './pipeline/cache.ts';
+import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
+import { forward, registerProxy } from './pipeline/proxy.ts';
+import { createRequestAuthoriser } from './pipeline/request-path.ts';
+import { connectionThumbprint, serverTlsOptions } from './pipeline/tls.ts';
+import { extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
+import { createUpstreamTokenSource, type UpstreamTokenSource } from './pipeline/upstream-token.ts';
+
+export const REALM = 'phantom-sidecar';
+const BODY_LIMIT_BYTES = 1024 * 1024;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * FAPI `x-fapi-interaction-id`: the client's value when it is one RFC 4122 UUID, else a new
+ * one, so whatever is echoed and logged has a known, harmless shape.
+ */
+export function interactionIdOf(request: IncomingMessage): string {
+  const values = request.headersDistinct['x-fapi-interaction-id'];
+  const value = values?.length === 1 ? values[0] : undefined;
+  return value !== undefined && UUID.test(value) ? value : randomUUID();
+}
+
+function stateOf(request: FastifyRequest): RequestState {
+  // Set by the first hook; an error raised before any hook (a bad URL) still needs one.
+  request.phantom ??= { token: undefined, upstreamJwt: undefined, facts: { cache: 'none' }, startedAt: performance.now() };
+  return request.phantom;
+}
+
+export interface SidecarParts {
+  introspector?: Introspector;
+  tokens?: UpstreamTokenSource;
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface Sidecar {
+  app: FastifyInstance;
+  cache: IntrospectionCache;
+  tokens: UpstreamTokenSource;
+}
+
+export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
+  const { logger } = parts;
+  const now = parts.now ?? Date.now;
+  const introspector = parts.introspector ?? new IntrospectionClient(config.introspection, config.upstreamToken.mode);
+  const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
+  const cache = new IntrospectionCache(introspector, config.cache, now);
+  const authorise = createRequestAuthoriser(cache, tokens, config, now);
+
+  const app = Fastify({
+    https: serverTlsOptions(config.tls),
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    genReqId: interactionIdOf,
+    requestIdLogLabel: 'interaction_id',
+    bodyLimit: BODY_LIMIT_BYTES,
+    return503OnClosing: true,
+  });
+  app.decorateRequest('phantom', null as unknown as RequestState);
+
+  // Bodies stream to the API untouched; only forms are read, to refuse a token inside one.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+
+  app.addHook('onRequest', async (request) => {
+    const state = stateOf(request);
+    state.facts.x5t = connectionThumbprint(request.raw.socket as TLSSocket);
+    rejectTokenInQuery(request.url);
+    state.token = extractBearerToken(request.raw.headersDistinct.authorization);
+  });
+
+  app.addHook('preHandler', async (request) => {
+    if (Buffer.isBuffer(request.body)) rejectTokenInForm(request.body);
+    await authorise(request.phantom);
+  });
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-fapi-interaction-id', request.id);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const state = stateOf(request);
+    logAccess(logger, {
+      interactionId: request.id,
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      durationMs: performance.now() - state.startedAt,
+      facts: state.facts,
+    });
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const failure = asSidecarError(error);
+    stateOf(request).facts.reason = failure.reason;
+    const response = toErrorResponse(failure, REALM);
+    return reply.code(response.status).headers(response.headers).send(response.body);
+  });
+
+  await registerProxy(app, config.upstream);
+  // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
+  app.all('/*', { logLevel: 'error' }, (request, reply) => forward(request, reply, config.upstream.url));
+  // Reached only by methods outside Fastify's list: nothing to forward them with.
+  app.setNotFoundHandler(() => {
+    throw new RequestRejected(405, 'method_not_supported');
+  });
+
+  app.addHook('onClose', async () => {
+    await introspector.close();
+  });
+  return { app, cache, tokens };
+}
