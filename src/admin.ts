@@ -1,6 +1,6 @@
 // The plain-HTTP admin listener, for kubelet probes (which carry no client certificate) and
 // for the API to fetch the sidecar's JWKS. It serves nothing that needs protecting.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { JWK } from 'jose';
 
@@ -9,7 +9,7 @@ export interface Readiness {
 }
 
 export function buildAdmin(logger: Logger, readiness: Readiness, jwks: { keys: JWK[] }): FastifyInstance {
-  const admin = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, disableRequestLogging: true });
+  const admin = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_request, reply) => {
     if (!readiness.ready) return reply.code(503).send({ status: 'not ready' });

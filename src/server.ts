@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { RequestRejected, asSidecarError, toErrorResponse } from './errors.ts';
@@ -65,9 +65,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const app = Fastify({
     https: serverTlsOptions(config.tls),
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Fastify's own pair of lines per request is off: logAccess writes the one line.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'interaction_id' }),
     genReqId: interactionIdOf,
-    requestIdLogLabel: 'interaction_id',
     bodyLimit: BODY_LIMIT_BYTES,
     return503OnClosing: true,
   });

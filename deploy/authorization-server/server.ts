@@ -1,0 +1,192 @@
+// DEVELOPMENT AUTHORIZATION SERVER - NOT FOR PRODUCTION.
+//
+// oidc-provider configured as the authorization server a FAPI partner meets: an HTTPS
+// token endpoint with mutual-TLS client authentication (RFC 8705 tls_client_auth, matched
+// on subject DN or SAN), certificate-bound client_credentials tokens that are opaque,
+// RFC 7662 introspection for the sidecar's client only, RFC 7009 revocation and a JWKS.
+// Keys are generated per process and every token lives in memory.
+import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+
+export interface PartnerClient {
+  clientId: string;
+  /** RFC 4514 subject, e.g. "CN=partner-a,O=Partner A Ltd" (tls_client_auth_subject_dn). */
+  subjectDn?: string;
+  /** A dNSName SAN of the certificate (tls_client_auth_san_dns). */
+  sanDns?: string;
+  scope: string;
+}
+
+export interface AuthorizationServerOptions {
+  host: string;
+  port: number;
+  /** Defaults to https://localhost:<port>. */
+  issuer?: string;
+  tls: { cert: string; key: string; clientCa: string };
+  introspector: { clientId: string; clientSecret: string };
+  /** The resource (API) the tokens are for: their `aud`. */
+  audience: string;
+  partners: PartnerClient[];
+  accessTokenTtlSeconds?: number;
+}
+
+export interface RunningAuthorizationServer {
+  issuer: string;
+  tokenUrl: string;
+  introspectionUrl: string;
+  revocationUrl: string;
+  /** Requests seen per endpoint path, for tests that count introspection calls. */
+  readonly requests: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+/** Tokens asking for this scope live 2 s: how the demo shows an expired token. */
+export const SHORT_LIVED_SCOPE = 'short-lived';
+const SHORT_TTL_SECONDS = 2;
+
+function socketOf(ctx: KoaContextWithOIDC): TLSSocket {
+  return ctx.req.socket as TLSSocket;
+}
+
+function normalisedDn(dn: string): string[] {
+  return dn.split(/[,\n]/).map((part) => part.trim().replace(/\s*=\s*/, '=')).filter(Boolean).sort();
+}
+
+function subjectMatches(certificate: X509Certificate, property: string, expected: string): boolean {
+  if (property === 'tls_client_auth_subject_dn') {
+    return normalisedDn(certificate.subject).join(',') === normalisedDn(expected).join(',');
+  }
+  if (property === 'tls_client_auth_san_dns') {
+    return (certificate.subjectAltName ?? '').split(', ').includes(`DNS:${expected}`);
+  }
+  return false;
+}
+
+function signingJwks(): { keys: Record<string, unknown>[] } {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { keys: [{ ...privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig' }] };
+}
+
+function providerConfiguration(options: AuthorizationServerOptions): Configuration {
+  const scopes = new Set<string>([SHORT_LIVED_SCOPE]);
+  for (const partner of options.partners) for (const scope of partner.scope.split(' ')) scopes.add(scope);
+  const resourceScope = [...scopes].join(' ');
+  const ttl = options.accessTokenTtlSeconds ?? 300;
+  return {
+    clients: [
+      ...options.partners.map((partner) => ({
+        client_id: partner.clientId,
+        token_endpoint_auth_method: 'tls_client_auth',
+        ...(partner.subjectDn === undefined ? {} : { tls_client_auth_subject_dn: partner.subjectDn }),
+        ...(partner.sanDns === undefined ? {} : { tls_client_auth_san_dns: partner.sanDns }),
+        tls_client_certificate_bound_access_tokens: true,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: `${partner.scope} ${SHORT_LIVED_SCOPE}`,
+      })),
+      {
+        client_id: options.introspector.clientId,
+        client_secret: options.introspector.clientSecret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      },
+    ],
+    clientAuthMethods: ['client_secret_basic', 'tls_client_auth'],
+    // The only signing key is ES256 (FAPI 2.0 forbids RS256); clients default to it.
+    clientDefaults: { id_token_signed_response_alg: 'ES256' },
+    scopes: [...scopes],
+    jwks: signingJwks() as Configuration['jwks'],
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      introspection: {
+        enabled: true,
+        // Only the sidecar's own client may introspect; partners cannot probe tokens.
+        allowedPolicy: async (_ctx, client) => client.clientId === options.introspector.clientId,
+      },
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        getCertificate: (ctx) => socketOf(ctx).getPeerX509Certificate(),
+        certificateAuthorized: (ctx) => socketOf(ctx).authorized,
+        certificateSubjectMatches: (ctx, property, expected) => {
+          const certificate = socketOf(ctx).getPeerX509Certificate();
+          return certificate !== undefined && subjectMatches(certificate, property, expected);
+        },
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => options.audience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({ scope: resourceScope, audience: options.audience, accessTokenFormat: 'opaque' }),
+      },
+    },
+    ttl: {
+      ClientCredentials: (_ctx, token) => (token.scope?.split(' ').includes(SHORT_LIVED_SCOPE) ? SHORT_TTL_SECONDS : ttl),
+    },
+  } as Configuration;
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startAuthorizationServer(options: AuthorizationServerOptions): Promise<RunningAuthorizationServer> {
+  const requests = new Map<string, number>();
+  let handler: ((req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void) | undefined;
+  // Ask for a certificate without demanding one, so a bad one comes back as invalid_client.
+  const server = createServer(
+    { cert: options.tls.cert, key: options.tls.key, ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+      requests.set(path, (requests.get(path) ?? 0) + 1);
+      if (handler === undefined) {
+        res.statusCode = 503;
+        res.end();
+        return;
+      }
+      handler(req, res);
+    },
+  );
+  const port = await listen(server, options.host, options.port);
+  const stop = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  const issuer = options.issuer ?? `https://${options.host === '0.0.0.0' ? 'localhost' : options.host}:${port}`;
+  try {
+    const provider = new Provider(issuer, providerConfiguration(options));
+    // Static clients are validated lazily; load them now so bad metadata fails at start-up.
+    for (const client of [...options.partners.map((p) => p.clientId), options.introspector.clientId]) {
+      await provider.Client.find(client);
+    }
+    handler = provider.callback();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    issuer,
+    tokenUrl: `${issuer}/token`,
+    introspectionUrl: `${issuer}/token/introspection`,
+    revocationUrl: `${issuer}/token/revocation`,
+    requests,
+    stop,
+  };
+}

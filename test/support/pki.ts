@@ -1,0 +1,53 @@
+// Test certificates, made by the same certs/generate.sh users run, into a fresh directory.
+import { execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const generator = new URL('../../certs/generate.sh', import.meta.url).pathname;
+
+export interface Identity {
+  cert: string;
+  key: string;
+  /** x5t#S256 of the certificate, computed here independently of src/. */
+  thumbprint: string;
+}
+
+export interface Pki {
+  dir: string;
+  path(name: string): string;
+  ca: string;
+  server: Identity;
+  as: Identity;
+  partnerA: Identity;
+  partnerB: Identity;
+  partnerAExpired: Identity;
+  rogue: Identity;
+}
+
+function thumbprintOf(pem: string): string {
+  return createHash('sha256').update(new X509Certificate(pem).raw).digest('base64url');
+}
+
+let made: Pki | undefined;
+
+export function makePki(): Pki {
+  if (made !== undefined) return made;
+  const dir = mkdtempSync(join(tmpdir(), 'phantom-pki-'));
+  execFileSync('bash', [generator, dir], { stdio: 'ignore' });
+  const read = (name: string): string => readFileSync(join(dir, name), 'utf8');
+  const identity = (cert: string, key: string): Identity => ({ cert: read(cert), key: read(key), thumbprint: thumbprintOf(read(cert)) });
+  made = {
+    dir,
+    path: (name) => join(dir, name),
+    ca: read('ca.pem'),
+    server: identity('server.pem', 'server.key'),
+    as: identity('as.pem', 'as.key'),
+    partnerA: identity('partner-a.pem', 'partner-a.key'),
+    partnerB: identity('partner-b.pem', 'partner-b.key'),
+    partnerAExpired: identity('partner-a-expired.pem', 'partner-a.key'),
+    rogue: identity('rogue.pem', 'rogue.key'),
+  };
+  return made;
+}
