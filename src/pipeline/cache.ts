@@ -61,8 +61,10 @@ export class IntrospectionCache {
           ttlAutopurge: false,
           allowStale: false,
           updateAgeOnGet: false,
-          // Expiry is judged on the wall clock the TTLs were computed from.
+          // Expiry is judged on the wall clock the TTLs were computed from, read afresh on
+          // every get (no 1 ms reuse of a stale "now").
           perf: { now: () => this.#now() },
+          ttlResolution: 0,
         });
   }
 

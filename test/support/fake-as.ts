@@ -1,0 +1,48 @@
+// A scripted authorization server, for what a real one cannot be made to do: a 500, a hang,
+// a malformed body, a Curity- or Keycloak-style JWT answer. HTTPS with the test PKI.
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Pki } from './pki.ts';
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+export type FakeHandler = (request: SeenRequest, res: ServerResponse) => void;
+
+export interface FakeAuthorizationServer {
+  url: string;
+  seen: SeenRequest[];
+  handle: FakeHandler;
+  stop(): Promise<void>;
+}
+
+export function json(res: ServerResponse, body: unknown, status = 200, contentType = 'application/json'): void {
+  res.writeHead(status, { 'content-type': contentType });
+  res.end(typeof body === 'string' ? body : JSON.stringify(body));
+}
+
+export async function startFakeAuthorizationServer(pki: Pki): Promise<FakeAuthorizationServer> {
+  const fake: FakeAuthorizationServer = { url: '', seen: [], handle: (_r, res) => json(res, { active: false }), stop: async () => {} };
+  const server: Server = createServer({ cert: pki.as.cert, key: pki.as.key }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      fake.seen.push(seen);
+      fake.handle(seen, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  fake.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/oauth/introspect`;
+  fake.stop = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return fake;
+}

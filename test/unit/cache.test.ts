@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AuthorizationServerUnavailable } from '../../src/errors.ts';
+import { IntrospectionCache, cacheLifetimeMs, tokenKey } from '../../src/pipeline/cache.ts';
+import type { Introspection, Introspector } from '../../src/pipeline/introspect.ts';
+
+const settings = { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5 };
+const NOW = 1_800_000_000_000;
+
+test('lifetime: min(exp - now, max TTL) for active answers, the negative TTL for inactive ones', () => {
+  const active = (exp?: number): Introspection => ({ active: true, claims: exp === undefined ? {} : { exp } });
+  assert.equal(cacheLifetimeMs(active(NOW / 1000 + 60), settings, NOW), 60_000);
+  assert.equal(cacheLifetimeMs(active(NOW / 1000 + 3600), settings, NOW), 300_000);
+  assert.equal(cacheLifetimeMs(active(), settings, NOW), 300_000);
+  assert.equal(cacheLifetimeMs(active(NOW / 1000 - 1), settings, NOW), 0, 'an expired answer is not stored');
+  assert.equal(cacheLifetimeMs({ active: false }, settings, NOW), 5000);
+  assert.equal(cacheLifetimeMs({ active: false }, { ...settings, maxTtlSeconds: 2 }, NOW), 2000);
+  assert.equal(cacheLifetimeMs(active(NOW / 1000 + 60), { ...settings, maxTtlSeconds: 0 }, NOW), 0);
+  assert.equal(cacheLifetimeMs({ active: false }, { ...settings, maxTtlSeconds: 0 }, NOW), 0);
+});
+
+test('keys are SHA-256 of the token, never the token', () => {
+  assert.equal(tokenKey('abc'), 'ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0');
+});
+
+/** A controllable introspector: each call waits until the test settles it. */
+function scripted(): Introspector & { calls: string[]; settle(answer: Introspection | Error): void } {
+  const waiting: ((answer: Introspection | Error) => void)[] = [];
+  const calls: string[] = [];
+  return {
+    calls,
+    introspect(token) {
+      calls.push(token);
+      return new Promise((resolve, reject) => waiting.push((answer) => (answer instanceof Error ? reject(answer) : resolve(answer))));
+    },
+    settle(answer) {
+      for (const next of waiting.splice(0)) next(answer);
+    },
+    close: async () => {},
+  };
+}
+
+test('concurrent lookups of one token share one call: a miss and shared ones, then hits', async () => {
+  const introspector = scripted();
+  const cache = new IntrospectionCache(introspector, settings, () => NOW);
+  const lookups = Array.from({ length: 5 }, () => cache.lookup('t'));
+  introspector.settle({ active: true, claims: { exp: NOW / 1000 + 60 } });
+  const outcomes = (await Promise.all(lookups)).map((l) => l.outcome).sort();
+  assert.deepEqual(outcomes, ['miss', 'shared', 'shared', 'shared', 'shared']);
+  assert.equal(introspector.calls.length, 1);
+  assert.equal((await cache.lookup('t')).outcome, 'hit');
+  assert.equal(introspector.calls.length, 1);
+});
+
+test('an answer is never served past its exp', async () => {
+  let now = NOW;
+  const introspector = scripted();
+  const cache = new IntrospectionCache(introspector, settings, () => now);
+  const first = cache.lookup('t');
+  introspector.settle({ active: true, claims: { exp: NOW / 1000 + 10 } });
+  await first;
+  now = NOW + 9_000;
+  assert.equal((await cache.lookup('t')).outcome, 'hit');
+  now = NOW + 10_001;
+  const again = cache.lookup('t');
+  introspector.settle({ active: false });
+  assert.equal((await again).outcome, 'miss');
+  assert.equal(introspector.calls.length, 2);
+});
+
+test('inactive answers are remembered for the negative TTL only', async () => {
+  let now = NOW;
+  const introspector = scripted();
+  const cache = new IntrospectionCache(introspector, settings, () => now);
+  const first = cache.lookup('t');
+  introspector.settle({ active: false });
+  await first;
+  now = NOW + 4_900;
+  assert.equal((await cache.lookup('t')).outcome, 'hit');
+  now = NOW + 5_100;
+  const again = cache.lookup('t');
+  introspector.settle({ active: false });
+  assert.equal((await again).outcome, 'miss');
+});
+
+test('failures are never cached and reach every waiting request', async () => {
+  const introspector = scripted();
+  const cache = new IntrospectionCache(introspector, settings, () => NOW);
+  const lookups = [cache.lookup('t'), cache.lookup('t')];
+  introspector.settle(new AuthorizationServerUnavailable('as_timeout'));
+  for (const lookup of lookups) await assert.rejects(lookup, AuthorizationServerUnavailable);
+  const retry = cache.lookup('t');
+  introspector.settle({ active: true, claims: {} });
+  assert.equal((await retry).outcome, 'miss');
+  assert.equal(introspector.calls.length, 2);
+});
+
+test('max TTL 0 turns the cache off but concurrent lookups still share a call', async () => {
+  const introspector = scripted();
+  const cache = new IntrospectionCache(introspector, { ...settings, maxTtlSeconds: 0 }, () => NOW);
+  const pair = [cache.lookup('t'), cache.lookup('t')];
+  introspector.settle({ active: true, claims: {} });
+  assert.deepEqual((await Promise.all(pair)).map((l) => l.outcome), ['miss', 'shared']);
+  const later = cache.lookup('t');
+  introspector.settle({ active: true, claims: {} });
+  assert.equal((await later).outcome, 'miss');
+  assert.equal(introspector.calls.length, 2);
+  assert.equal(cache.size, 0);
+});
+
+test('the cache is bounded by PHANTOM_CACHE_MAX_ENTRIES', async () => {
+  const introspector: Introspector = { introspect: async () => ({ active: true, claims: {} }), close: async () => {} };
+  const cache = new IntrospectionCache(introspector, { ...settings, maxEntries: 3 }, () => NOW);
+  for (const token of ['a', 'b', 'c', 'd', 'e']) await cache.lookup(token);
+  assert.equal(cache.size, 3);
+  assert.equal((await cache.lookup('a')).outcome, 'miss', 'the least recently used entry went first');
+});

@@ -1,0 +1,130 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { makePki } from '../support/pki.ts';
+import { baseEnv } from '../support/sidecar.ts';
+
+const pki = makePki();
+const scratch = mkdtempSync(join(tmpdir(), 'phantom-config-'));
+const env = (overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> => ({
+  ...baseEnv(pki, 'http://127.0.0.1:3000', 'https://as.example.com/introspect'),
+  ...overrides,
+});
+
+function configError(overrides: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env(overrides));
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('defaults follow the documented contract', () => {
+  const config = loadConfig(env({ PHANTOM_LISTEN_HOST: undefined, PHANTOM_LISTEN_PORT: undefined, PHANTOM_ADMIN_HOST: undefined, PHANTOM_ADMIN_PORT: undefined, PHANTOM_LOG_LEVEL: undefined }));
+  assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8443 });
+  assert.deepEqual(config.admin, { host: '0.0.0.0', port: 9090 });
+  assert.equal(config.tls.minVersion, 'TLSv1.2');
+  assert.equal(config.upstream.timeoutMs, 30_000);
+  assert.equal(config.introspection.timeoutMs, 2000);
+  assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5 });
+  assert.equal(config.requireBinding, true);
+  assert.deepEqual(config.requiredScopes, []);
+  assert.equal(config.upstreamToken.mode, 'mint');
+  assert.ok(config.upstreamToken.mode === 'mint' && config.upstreamToken.alg === 'ES256' && config.upstreamToken.ttlSeconds === 60);
+  assert.equal(config.logLevel, 'info');
+  assert.ok(Object.isFrozen(config));
+});
+
+const bad: [string, Record<string, string | undefined>, RegExp][] = [
+  ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: undefined }, /^PHANTOM_TLS_CERT: is required$/],
+  ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: '/nonexistent.pem' }, /cannot read \/nonexistent\.pem \(ENOENT\)/],
+  ['PHANTOM_TLS_KEY', { PHANTOM_TLS_KEY: pki.path('partner-a.key') }, /does not match the certificate/],
+  ['PHANTOM_TLS_CLIENT_CA', { PHANTOM_TLS_CLIENT_CA: pki.path('server.key') }, /holds no PEM certificate/],
+  ['PHANTOM_TLS_MIN_VERSION', { PHANTOM_TLS_MIN_VERSION: 'TLSv1.1' }, /must be one of TLSv1\.2, TLSv1\.3/],
+  ['PHANTOM_LISTEN_PORT', { PHANTOM_LISTEN_PORT: '70000' }, /between 0 and 65535/],
+  ['PHANTOM_LISTEN_PORT', { PHANTOM_LISTEN_PORT: '80a' }, /whole number/],
+  ['PHANTOM_UPSTREAM_URL', { PHANTOM_UPSTREAM_URL: 'not a url' }, /not a valid absolute URL/],
+  ['PHANTOM_UPSTREAM_URL', { PHANTOM_UPSTREAM_URL: 'ftp://x' }, /must use http or https/],
+  ['PHANTOM_INTROSPECTION_URL', { PHANTOM_INTROSPECTION_URL: 'http://as.example.com/introspect' }, /must use https, got http/],
+  ['PHANTOM_INTROSPECTION_URL', { PHANTOM_INTROSPECTION_URL: 'https://u:p@as.example.com/i' }, /must not carry credentials/],
+  ['PHANTOM_INTROSPECTION_CLIENT_ID', { PHANTOM_INTROSPECTION_CLIENT_ID: '' }, /is required/],
+  ['PHANTOM_INTROSPECTION_CLIENT_SECRET', { PHANTOM_INTROSPECTION_CLIENT_SECRET: undefined }, /is required \(or PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE\)/],
+  ['PHANTOM_REQUIRE_BINDING', { PHANTOM_REQUIRE_BINDING: 'maybe' }, /must be true or false/],
+  ['PHANTOM_UPSTREAM_TOKEN', { PHANTOM_UPSTREAM_TOKEN: 'forward' }, /must be one of mint, as-jwt/],
+  ['PHANTOM_JWT_ISSUER', { PHANTOM_JWT_ISSUER: undefined }, /is required/],
+  ['PHANTOM_JWT_ALG', { PHANTOM_JWT_ALG: 'RS256' }, /must be one of ES256, PS256, EdDSA/],
+  ['PHANTOM_JWT_ALG', { PHANTOM_JWT_ALG: 'HS256' }, /must be one of/],
+  ['PHANTOM_JWT_SIGNING_KEY', { PHANTOM_JWT_SIGNING_KEY: 'not a key' }, /is not a PEM private key/],
+  ['PHANTOM_CACHE_MAX_TTL_S', { PHANTOM_CACHE_MAX_TTL_S: '-1' }, /whole number/],
+  ['PHANTOM_ADMIN_PORT', { PHANTOM_LISTEN_PORT: '8443', PHANTOM_ADMIN_PORT: '8443', PHANTOM_ADMIN_HOST: '127.0.0.1' }, /must differ from PHANTOM_LISTEN_PORT/],
+  ['PHANTOM_LOG_LEVEL', { PHANTOM_LOG_LEVEL: 'loud' }, /must be one of/],
+];
+for (const [variable, overrides, message] of bad) {
+  test(`${variable}: ${message.source}`, () => {
+    const error = configError(overrides);
+    assert.equal(error.variable.replace(/_FILE$/, ''), variable);
+    assert.match(error.message, new RegExp(`^${variable}`));
+    assert.match(error.message, message);
+  });
+}
+
+test('the JWT signing key must fit the algorithm', () => {
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const ed = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  assert.match(configError({ PHANTOM_JWT_SIGNING_KEY: ec, PHANTOM_JWT_ALG: 'EdDSA' }).message, /PHANTOM_JWT_ALG=EdDSA needs an Ed25519 key, got ec/);
+  assert.match(configError({ PHANTOM_JWT_SIGNING_KEY: ed, PHANTOM_JWT_ALG: 'PS256' }).message, /needs an RSA key/);
+  assert.match(configError({ PHANTOM_JWT_SIGNING_KEY: p384 }).message, /needs an EC P-256 key/);
+  const fits = loadConfig(env({ PHANTOM_JWT_SIGNING_KEY: ed, PHANTOM_JWT_ALG: 'EdDSA' }));
+  assert.equal(fits.upstreamToken.mode === 'mint' && fits.upstreamToken.signingKey?.asymmetricKeyType, 'ed25519');
+});
+
+test('secrets come from <NAME>_FILE with the trailing newline dropped, never both ways', () => {
+  const file = join(scratch, 'secret');
+  writeFileSync(file, 's3cr3t value\n');
+  const config = loadConfig(env({ PHANTOM_INTROSPECTION_CLIENT_SECRET: undefined, PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: file }));
+  assert.equal(config.introspection.clientSecret, 's3cr3t value');
+  assert.match(configError({ PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: file }).message, /set either PHANTOM_INTROSPECTION_CLIENT_SECRET or PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE, not both/);
+  const empty = join(scratch, 'empty');
+  writeFileSync(empty, '\n');
+  assert.match(configError({ PHANTOM_INTROSPECTION_CLIENT_SECRET: undefined, PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: empty }).message, /is empty/);
+  const keyFile = join(scratch, 'jwt.key');
+  writeFileSync(keyFile, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const withKey = loadConfig(env({ PHANTOM_JWT_SIGNING_KEY_FILE: keyFile }));
+  assert.equal(withKey.upstreamToken.mode === 'mint' && withKey.upstreamToken.signingKey?.asymmetricKeyType, 'ec');
+});
+
+test('as-jwt mode needs no JWT issuer or audience; scopes split on spaces', () => {
+  const config = loadConfig(env({ PHANTOM_UPSTREAM_TOKEN: 'as-jwt', PHANTOM_JWT_ISSUER: undefined, PHANTOM_REQUIRED_SCOPES: ' accounts  payments ' }));
+  assert.deepEqual(config.upstreamToken, { mode: 'as-jwt' });
+  assert.deepEqual(config.requiredScopes, ['accounts', 'payments']);
+});
+
+test('the process stops with exit code 2 and one line naming the variable, never the secret', () => {
+  const main = new URL('../../src/main.ts', import.meta.url).pathname;
+  const secret = 'top-secret-value-123';
+  const result = spawnSync(process.execPath, [main], {
+    env: { ...env({ PHANTOM_UPSTREAM_URL: 'ftp://nope', PHANTOM_INTROSPECTION_CLIENT_SECRET: secret }), PATH: process.env.PATH },
+    encoding: 'utf8',
+  });
+  assert.equal(result.status, 2);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, result.stderr);
+  assert.match(lines[0] ?? '', /^phantom-sidecar: PHANTOM_UPSTREAM_URL: must use http or https, got ftp$/);
+  assert.ok(!`${result.stdout}${result.stderr}`.includes(secret));
+});
+
+test('a bad signing key is reported without echoing it', () => {
+  const main = new URL('../../src/main.ts', import.meta.url).pathname;
+  const keyLike = '-----BEGIN PRIVATE KEY-----\nTOPSECRETMATERIAL\n-----END PRIVATE KEY-----';
+  const result = spawnSync(process.execPath, [main], { env: { ...env({ PHANTOM_JWT_SIGNING_KEY: keyLike }), PATH: process.env.PATH }, encoding: 'utf8' });
+  assert.equal(result.status, 2);
+  assert.equal(result.stderr.trim(), 'phantom-sidecar: PHANTOM_JWT_SIGNING_KEY: is not a PEM private key');
+});

@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  AuthorizationServerUnavailable,
+  InsufficientScope,
+  InternalError,
+  InvalidRequest,
+  InvalidToken,
+  MissingCredentials,
+  RequestRejected,
+  UpstreamTimeout,
+  UpstreamUnavailable,
+  asSidecarError,
+  bearerChallenge,
+  toErrorResponse,
+} from '../../src/errors.ts';
+
+test('no credentials: 401 with a bare challenge and no error code (RFC 6750 §3.1)', () => {
+  const response = toErrorResponse(new MissingCredentials('no_credentials', 'No access token was presented'), 'r');
+  assert.equal(response.status, 401);
+  assert.equal(response.headers['www-authenticate'], 'Bearer realm="r"');
+  assert.deepEqual(response.body, { error_description: 'No access token was presented' });
+});
+
+const coded = [
+  [new InvalidRequest('x', 'Bad request'), 400, 'invalid_request'],
+  [new InvalidToken('x', 'Bad token'), 401, 'invalid_token'],
+  [new InsufficientScope('accounts payments'), 403, 'insufficient_scope'],
+] as const;
+for (const [error, status, code] of coded) {
+  test(`${code}: ${status} with the code in the challenge and the body`, () => {
+    const response = toErrorResponse(error, 'phantom');
+    assert.equal(response.status, status);
+    assert.equal(response.body.error, code);
+    assert.equal(response.body.error_description, error.message);
+    const challenge = response.headers['www-authenticate'] ?? '';
+    assert.ok(challenge.startsWith(`Bearer realm="phantom", error="${code}", error_description="`), challenge);
+    assert.equal(response.headers['cache-control'], 'no-store');
+  });
+}
+
+test('insufficient_scope names the scopes needed', () => {
+  assert.match(bearerChallenge('r', new InsufficientScope('accounts payments')), /, scope="accounts payments"$/);
+});
+
+test('challenge values drop characters RFC 6750 does not allow', () => {
+  const challenge = bearerChallenge('a"b\\c\u0001', new InvalidToken('x', 'quote " and \\ backslash'));
+  assert.equal(challenge, 'Bearer realm="abc", error="invalid_token", error_description="quote  and  backslash"');
+});
+
+test('authorization server trouble is 503 with Retry-After and no challenge: never the client\'s fault', () => {
+  const response = toErrorResponse(new AuthorizationServerUnavailable('as_timeout'), 'r');
+  assert.equal(response.status, 503);
+  assert.equal(response.headers['retry-after'], '5');
+  assert.equal(response.headers['www-authenticate'], undefined);
+  assert.equal(response.body.error, undefined);
+});
+
+test('upstream failures are 502 and 504 without a challenge', () => {
+  assert.equal(toErrorResponse(new UpstreamUnavailable(), 'r').status, 502);
+  assert.equal(toErrorResponse(new UpstreamTimeout(), 'r').status, 504);
+  assert.equal(toErrorResponse(new UpstreamTimeout(), 'r').headers['www-authenticate'], undefined);
+});
+
+test('foreign errors: Fastify 4xx keep their status, anything else is a bare 500', () => {
+  const tooLarge = asSidecarError(Object.assign(new Error('Request body is too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }));
+  assert.ok(tooLarge instanceof RequestRejected);
+  assert.equal(tooLarge.status, 413);
+  assert.equal(tooLarge.reason, 'FST_ERR_CTP_BODY_TOO_LARGE');
+  const crash = asSidecarError(new TypeError('secret details eyJhbGciOi'));
+  assert.ok(crash instanceof InternalError);
+  assert.equal(toErrorResponse(crash, 'r').body.error_description, 'Internal error');
+  assert.equal(asSidecarError('a string').status, 500);
+  const own = new InvalidToken('x', 'y');
+  assert.equal(asSidecarError(own), own);
+});

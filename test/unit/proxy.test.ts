@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/pipeline/proxy.ts';
+
+test('the API sees the sidecar\'s JWT and interaction id, never client identity headers or hop-by-hop ones', () => {
+  const headers = upstreamRequestHeaders(
+    {
+      host: 'api.example.com',
+      authorization: 'Bearer opaque',
+      'x-fapi-interaction-id': 'client-value',
+      'client-cert': ':forged:',
+      'client-cert-chain': ':forged:',
+      'x-forwarded-client-cert': 'Hash=forged',
+      'x-client-cert-dn': 'CN=admin',
+      'x-ssl-client-verify': 'SUCCESS',
+      connection: 'keep-alive, x-secret',
+      'keep-alive': 'timeout=5',
+      'proxy-authorization': 'Basic x',
+      te: 'trailers',
+      upgrade: 'websocket',
+      'transfer-encoding': 'chunked',
+      'content-type': 'application/json',
+      accept: 'application/json',
+      'x-request-note': 'kept',
+    },
+    'the.jwt.value',
+    'iid',
+  );
+  assert.deepEqual(headers, {
+    host: 'api.example.com',
+    'content-type': 'application/json',
+    accept: 'application/json',
+    'x-request-note': 'kept',
+    authorization: 'Bearer the.jwt.value',
+    'x-fapi-interaction-id': 'iid',
+  });
+});
+
+test('hop-by-hop headers of the API do not reach the client', () => {
+  assert.deepEqual(
+    clientResponseHeaders({ connection: 'keep-alive', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', 'content-type': 'text/plain', 'x-api': '1' }),
+    { 'content-type': 'text/plain', 'x-api': '1' },
+  );
+});
