@@ -8,7 +8,7 @@ import type { RunningAuthorizationServer } from '../../deploy/authorization-serv
 import { API_AUDIENCE, partnerToken, postForm, startTestAuthorizationServer } from '../support/as.ts';
 import { call } from '../support/client.ts';
 import { makePki, type Pki } from '../support/pki.ts';
-import { accessLines, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
+import { accessLineFor, accessLines, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';
 
 const CACHE_TTL_S = 1;
@@ -83,7 +83,7 @@ describe('phantom-token sidecar against a real oidc-provider', () => {
     assert.ok(payload.exp - payload.iat <= 60);
     assert.equal(response.headers['x-fapi-interaction-id'], seen.headers['x-fapi-interaction-id']);
 
-    const line = accessLines(sidecar.logs).at(-1)!;
+    const line = await accessLineFor(sidecar.logs, response);
     assert.equal(line.status, 200);
     assert.equal(line.client_id, 'partner-a');
     assert.equal(line.cache, 'miss');
@@ -100,8 +100,9 @@ describe('phantom-token sidecar against a real oidc-provider', () => {
     assert.equal(replay.json.error, 'invalid_token');
     assert.match(String(replay.headers['www-authenticate']), /^Bearer realm="phantom-sidecar", error="invalid_token"/);
     assert.equal(upstream.received.length, before);
-    assert.equal(accessLines(sidecar.logs).at(-1)!.reason, 'binding_mismatch');
-    assert.equal(accessLines(sidecar.logs).at(-1)!.cache, 'hit', 'the binding is checked on cache hits too');
+    const line = await accessLineFor(sidecar.logs, replay);
+    assert.equal(line.reason, 'binding_mismatch');
+    assert.equal(line.cache, 'hit', 'the binding is checked on cache hits too');
   });
 
   test('a revoked token is refused once the cache lifetime has passed', async () => {
@@ -113,7 +114,7 @@ describe('phantom-token sidecar against a real oidc-provider', () => {
     const response = await asPartner(pki.partnerA, token);
     assert.equal(response.status, 401);
     assert.equal(response.json.error, 'invalid_token');
-    assert.equal(accessLines(sidecar.logs).at(-1)!.reason, 'token_inactive');
+    assert.equal((await accessLineFor(sidecar.logs, response)).reason, 'token_inactive');
   });
 
   test('50 concurrent requests with one fresh token make exactly one introspection call', async () => {
@@ -151,6 +152,6 @@ describe('phantom-token sidecar against a real oidc-provider', () => {
     assert.equal(response.headers['retry-after'], '5');
     assert.equal(response.headers['www-authenticate'], undefined);
     assert.equal(upstream.received.length, before);
-    assert.match(String(accessLines(sidecar.logs).at(-1)!.reason), /^as_unreachable/);
+    assert.match(String((await accessLineFor(sidecar.logs, response)).reason), /^as_unreachable/);
   });
 });

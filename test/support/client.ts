@@ -6,7 +6,7 @@ export interface CallOptions {
   port: number;
   path?: string;
   method?: string;
-  headers?: OutgoingHttpHeaders | [string, string][];
+  headers?: Record<string, string | string[]>;
   body?: string;
   /** PEMs of the client identity; omit both to present no certificate. */
   cert?: string;

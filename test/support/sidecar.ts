@@ -67,3 +67,17 @@ export async function startSidecar(env: Record<string, string>, parts: Partial<S
 export function accessLines(logs: readonly string[]): Record<string, unknown>[] {
   return logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.msg === 'request');
 }
+
+/**
+ * The access line of one response, found by its x-fapi-interaction-id. The line is written
+ * when the response has finished, which can be a moment after the client has read it.
+ */
+export async function accessLineFor(logs: readonly string[], response: { headers: Record<string, unknown> }): Promise<Record<string, unknown>> {
+  const id = response.headers['x-fapi-interaction-id'];
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const line = accessLines(logs).find((candidate) => candidate.interaction_id === id);
+    if (line !== undefined) return line;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`no access line for interaction id ${String(id)}`);
+}
