@@ -1,0 +1,68 @@
+// `npm run demo -- --once` as a user runs it: the curl scripts against the AS, example API
+// and sidecar processes, on free ports, with certificates made for this run.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const demo = new URL('../../deploy/demo.ts', import.meta.url).pathname;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function demoEnv(): Promise<Record<string, string>> {
+  const dir = mkdtempSync(join(tmpdir(), 'phantom-demo-'));
+  return {
+    CERTS_DIR: join(dir, 'certs'),
+    DEMO_DIR: join(dir, 'run'),
+    AS_PORT: String(await freePort()),
+    PHANTOM_LISTEN_PORT: String(await freePort()),
+    PHANTOM_ADMIN_PORT: String(await freePort()),
+    API_PORT: String(await freePort()),
+  };
+}
+
+function runDemo(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [demo, '--once'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('exit', (code) => resolve({ code, output }));
+  });
+}
+
+test('the demo runs the partner flow and refuses every attack, exiting 0', { timeout: 90_000 }, async () => {
+  const { code, output } = await runDemo(await demoEnv());
+  assert.equal(code, 0, output);
+  assert.match(output, /partner-client: every answer was the expected one/);
+  assert.match(output, /attacks: every answer was the expected one/);
+  assert.match(output, /the token is bound to this certificate/);
+  assert.equal(output.match(/✔ refused/g)?.length, 8, output);
+  assert.doesNotMatch(output, /✘/);
+  assert.match(output, /reason=binding_mismatch/);
+  assert.match(output, /reason=token_in_query/);
+});
+
+test('a port already taken stops the demo with the port and the variable to change', async () => {
+  const env = await demoEnv();
+  const blocker: Server = createServer();
+  await new Promise<void>((resolve) => blocker.listen(Number(env.PHANTOM_LISTEN_PORT), '127.0.0.1', resolve));
+  try {
+    const { code, output } = await runDemo(env);
+    assert.equal(code, 1);
+    assert.match(output, new RegExp(`port ${env.PHANTOM_LISTEN_PORT} is already in use\\. Set PHANTOM_LISTEN_PORT to a free port`));
+  } finally {
+    blocker.close();
+  }
+});
