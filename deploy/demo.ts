@@ -7,8 +7,7 @@
 // Ports (change any that are taken): AS_PORT 9443, PHANTOM_LISTEN_PORT 8443,
 // PHANTOM_ADMIN_PORT 9090, API_PORT 3000. CERTS_DIR: certs/out.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -145,8 +144,7 @@ async function main(): Promise<void> {
   ensureCertificates();
   mkdirSync(work, { recursive: true });
   // The introspection secret travels as a file, the way a Kubernetes Secret is mounted.
-  const secretFile = join(work, 'introspection-client-secret');
-  if (!existsSync(secretFile)) writeFileSync(secretFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  const secretFile = join(certs, 'introspection-client-secret');
 
   const asUrl = `https://localhost:${ports.AS_PORT}`;
   const sidecarUrl = `https://localhost:${ports.PHANTOM_LISTEN_PORT}`;

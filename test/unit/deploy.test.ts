@@ -1,0 +1,194 @@
+// Docker cannot run here, so the deployment files are checked as text: Kubernetes manifests
+// against the Kubernetes (and cert-manager) schemas, the compose file with dclint and the
+// compose schema, the Dockerfiles for what a reviewer asks of an image.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseAllDocuments, parse } from 'yaml';
+import { DockerfileParser } from 'dockerfile-ast';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1';
+
+const root = new URL('../..', import.meta.url).pathname;
+const k8s = join(root, 'deploy/k8s');
+
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata?: { name?: string };
+  [key: string]: unknown;
+}
+
+// Each kind: its runtime model (schema validation) and its TypeScript interface (strict field
+// names: the JSON schemas of Kubernetes allow unknown fields, so a typo needs the types).
+const models: Record<string, { model: (manifest: Manifest) => { validate(): void }; type: [string, string] }> = {
+  'apps/v1/Deployment': { model: (m) => new Deployment(m as never), type: ['kubernetes-models/apps/v1/Deployment', 'IDeployment'] },
+  'v1/Service': { model: (m) => new Service(m as never), type: ['kubernetes-models/v1/Service', 'IService'] },
+  'v1/ConfigMap': { model: (m) => new ConfigMap(m as never), type: ['kubernetes-models/v1/ConfigMap', 'IConfigMap'] },
+  'v1/Secret': { model: (m) => new Secret(m as never), type: ['kubernetes-models/v1/Secret', 'ISecret'] },
+  'networking.k8s.io/v1/NetworkPolicy': { model: (m) => new NetworkPolicy(m as never), type: ['kubernetes-models/networking.k8s.io/v1/NetworkPolicy', 'INetworkPolicy'] },
+  'cert-manager.io/v1/Certificate': { model: (m) => new Certificate(m as never), type: ['@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate', 'ICertificate'] },
+};
+
+function kindOf(manifest: Manifest) {
+  const kind = models[`${manifest.apiVersion}/${manifest.kind}`];
+  assert.ok(kind, `no schema for ${manifest.apiVersion} ${manifest.kind}`);
+  return kind;
+}
+
+/** Type-checks the manifests as object literals of their interfaces: excess fields fail. */
+function strictFieldCheck(list: Manifest[]): { ok: boolean; output: string } {
+  const dir = mkdtempSync(join(root, '.k8s-typecheck-'));
+  try {
+    const lines = list.map((manifest, index) => {
+      const [module, name] = kindOf(manifest).type;
+      return `import type { ${name} as T${index} } from '${module}';\nexport const m${index}: T${index} = ${JSON.stringify(manifest, null, 2)};`;
+    });
+    const file = join(dir, 'manifests.ts');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const tsc = join(root, 'node_modules/typescript/bin/tsc');
+    const result = spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', file], { encoding: 'utf8' });
+    return { ok: result.status === 0, output: `${result.stdout}${result.stderr}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function manifests(): { file: string; manifest: Manifest }[] {
+  return readdirSync(k8s)
+    .filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml')
+    .flatMap((file) =>
+      parseAllDocuments(readFileSync(join(k8s, file), 'utf8')).map((document) => {
+        assert.deepEqual(document.errors, [], file);
+        return { file, manifest: document.toJS() as Manifest };
+      }),
+    );
+}
+
+function validate(manifest: Manifest): void {
+  kindOf(manifest).model(manifest).validate();
+}
+
+const deployment = (): Manifest => manifests().find(({ manifest }) => manifest.kind === 'Deployment')!.manifest;
+
+test('every Kubernetes manifest validates against its schema', () => {
+  const all = manifests();
+  assert.ok(all.length >= 6);
+  for (const { file, manifest } of all) assert.doesNotThrow(() => validate(manifest), file);
+});
+
+test('every field name is one Kubernetes knows (a typo fails)', () => {
+  const checked = strictFieldCheck(manifests().map(({ manifest }) => manifest));
+  assert.ok(checked.ok, checked.output);
+  const broken = structuredClone(deployment()) as Manifest & { spec: { template: { spec: Record<string, unknown> } } };
+  broken.spec.template.spec.automountServiceAcountToken = false;
+  const typo = strictFieldCheck([broken]);
+  assert.equal(typo.ok, false);
+  assert.match(typo.output, /automountServiceAcountToken/);
+});
+
+test('the schema check catches a wrong type', () => {
+  const wrongType = structuredClone(deployment()) as Manifest & { spec: Record<string, unknown> };
+  wrongType.spec.replicas = 'two';
+  assert.throws(() => validate(wrongType));
+});
+
+test('the kustomization lists every manifest but the out-of-band Secret example', () => {
+  const kustomization = parse(readFileSync(join(k8s, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+  const files = readdirSync(k8s).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml');
+  assert.deepEqual([...kustomization.resources].sort(), files.filter((file) => !file.endsWith('.example.yaml')).sort());
+});
+
+interface Container {
+  name: string;
+  ports?: { name: string; containerPort: number }[];
+  env?: { name: string; value?: string }[];
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext?: { readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[] } };
+  livenessProbe?: { httpGet?: { path: string; port: string } };
+  readinessProbe?: { httpGet?: { path: string; port: string } };
+}
+
+test('the pod: restricted security, limits, the API on loopback, the sidecar its only door', () => {
+  const pod = (deployment() as unknown as { spec: { template: { spec: { securityContext: Record<string, unknown>; containers: Container[] } } } }).spec.template.spec;
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+  for (const container of pod.containers) {
+    assert.equal(container.securityContext?.readOnlyRootFilesystem, true, container.name);
+    assert.equal(container.securityContext?.allowPrivilegeEscalation, false, container.name);
+    assert.deepEqual(container.securityContext?.capabilities?.drop, ['ALL'], container.name);
+    assert.ok(container.resources?.requests?.cpu && container.resources.limits?.memory, container.name);
+  }
+  const env = (container: Container): Record<string, string | undefined> => Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+  const api = pod.containers.find((c) => c.name === 'api')!;
+  const sidecar = pod.containers.find((c) => c.name === 'phantom-sidecar')!;
+  assert.equal(env(api).API_HOST, '127.0.0.1');
+  assert.equal(api.ports, undefined);
+  assert.equal(env(sidecar).PHANTOM_UPSTREAM_URL, 'http://127.0.0.1:3000');
+  assert.ok(env(sidecar).PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE);
+  assert.equal(env(sidecar).PHANTOM_INTROSPECTION_CLIENT_SECRET, undefined, 'the secret comes from a mounted Secret');
+  assert.deepEqual(sidecar.livenessProbe?.httpGet, { path: '/healthz', port: 'admin' });
+  assert.deepEqual(sidecar.readinessProbe?.httpGet, { path: '/readyz', port: 'admin' });
+  const service = manifests().find(({ manifest }) => manifest.kind === 'Service')!.manifest as unknown as { spec: { ports: { targetPort: string }[] } };
+  assert.deepEqual(service.spec.ports.map((p) => p.targetPort), ['https']);
+});
+
+test('docker-compose.yml passes dclint and the compose schema', () => {
+  const result = spawnSync(join(root, 'node_modules/.bin/dclint'), ['--max-warnings', '0', join(root, 'docker-compose.yml')], { encoding: 'utf8' });
+  assert.equal(result.status, 0, `${result.stdout}${result.stderr}`);
+  const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { ports?: string[]; volumes?: string[] }> };
+  assert.equal(compose.services['example-api']?.ports, undefined, 'the API is not published');
+  for (const [name, service] of Object.entries(compose.services)) {
+    for (const volume of service.volumes ?? []) assert.match(volume, /:ro$/, `${name} mounts ${volume} read-write`);
+  }
+});
+
+test('dclint fails a compose file with a schema error', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'phantom-dclint-'));
+  const file = join(dir, 'docker-compose.yml');
+  writeFileSync(file, readFileSync(join(root, 'docker-compose.yml'), 'utf8').replace('read_only: true', 'read_onlyy: true'));
+  const result = spawnSync(join(root, 'node_modules/.bin/dclint'), ['--max-warnings', '0', file], { encoding: 'utf8' });
+  assert.notEqual(result.status, 0);
+  assert.match(result.stdout, /must NOT have additional properties/);
+});
+
+function dockerfile(path: string) {
+  return DockerfileParser.parse(readFileSync(join(root, path), 'utf8'));
+}
+
+for (const path of ['Dockerfile', 'deploy/Dockerfile.dev']) {
+  test(`${path}: Node 24 bases, a non-root final user, no secrets in layers`, () => {
+    const instructions = dockerfile(path).getInstructions();
+    const froms = instructions.filter((i) => i.getKeyword() === 'FROM');
+    assert.ok(froms.length >= 1);
+    for (const from of froms) {
+      const image = from.getArgumentsContent() ?? '';
+      assert.ok(/^node:24[-\w.]*\s/.test(`${image} `) || /^\w+\s+AS\s+\w/i.test(image), `base ${image}`);
+    }
+    const users = instructions.filter((i) => i.getKeyword() === 'USER').map((i) => i.getArgumentsContent());
+    assert.ok(users.length > 0 && !['root', '0'].includes(users.at(-1) ?? 'root'), 'the image runs as root');
+    for (const instruction of instructions) {
+      const text = instruction.getArgumentsContent() ?? '';
+      if (['ENV', 'ARG'].includes(instruction.getKeyword())) assert.doesNotMatch(text, /SECRET|PASSWORD|PRIVATE|_KEY\b/i, text);
+      if (['COPY', 'ADD'].includes(instruction.getKeyword())) assert.doesNotMatch(text, /certs|\.key|\.p12|\.pem/, text);
+    }
+  });
+}
+
+test('the production image runs production dependencies only, built by the README\'s commands', () => {
+  const instructions = dockerfile('Dockerfile').getInstructions();
+  const runs = instructions.filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? '');
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  for (const run of runs) assert.ok(readme.includes(run), `the Dockerfile runs "${run}", which the README does not show`);
+  assert.ok(runs.some((run) => run.includes('--omit=dev')));
+  const entry = instructions.find((i) => i.getKeyword() === 'ENTRYPOINT')?.getArgumentsContent();
+  assert.equal(entry, '["node", "dist/main.js"]');
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8');
+  assert.match(ignore, /certs\/out/);
+  assert.ok(existsSync(join(root, 'tsconfig.build.json')));
+});
