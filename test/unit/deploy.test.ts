@@ -192,3 +192,18 @@ test('the production image runs production dependencies only, built by the READM
   assert.match(ignore, /certs\/out/);
   assert.ok(existsSync(join(root, 'tsconfig.build.json')));
 });
+
+test('the image\'s build output runs: `npm run build` emits dist/main.js that starts and validates', () => {
+  // Inside the project, so the emitted modules resolve node_modules as the image's do.
+  const out = mkdtempSync(join(root, '.dist-test-'));
+  try {
+    const tsc = join(root, 'node_modules/typescript/bin/tsc');
+    const build = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', out], { encoding: 'utf8' });
+    assert.equal(build.status, 0, `${build.stdout}${build.stderr}`);
+    const run = spawnSync(process.execPath, [join(out, 'main.js')], { cwd: root, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    assert.equal(run.status, 2);
+    assert.equal(run.stderr.trim(), 'phantom-sidecar: PHANTOM_TLS_CERT: is required');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
