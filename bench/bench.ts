@@ -127,7 +127,7 @@ async function main(): Promise<void> {
       PHANTOM_REQUIRED_SCOPES: 'accounts',
       PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
       PHANTOM_JWT_AUDIENCE: 'https://api.bench',
-      PHANTOM_LOG_LEVEL: 'warn',
+      PHANTOM_LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -28,7 +28,9 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
   };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  // Asynchronous stdout: under load lines are written in batches instead of one write(2)
+  // each; pino flushes what is pending when the process exits.
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }
 
 /** What the pipeline learnt about one request, filled in as the stages run. */

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { RequestRejected, asSidecarError, toErrorResponse } from './errors.ts';
@@ -30,9 +30,17 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * one, so whatever is echoed and logged has a known, harmless shape.
  */
 export function interactionIdOf(request: IncomingMessage): string {
-  const values = request.headersDistinct['x-fapi-interaction-id'];
-  const value = values?.length === 1 ? values[0] : undefined;
-  return value !== undefined && UUID.test(value) ? value : randomUUID();
+  // Node joins repeated x- headers with ", ", which no UUID matches: two values get a new id.
+  const value = request.headers['x-fapi-interaction-id'];
+  return typeof value === 'string' && UUID.test(value) ? value : randomUUID();
+}
+
+/** The one way an error leaves the sidecar, for the pipeline's errors and Fastify's own. */
+function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const failure = asSidecarError(error);
+  stateOf(request).facts.reason = failure.reason;
+  const response = toErrorResponse(failure, REALM);
+  return reply.code(response.status).headers(response.headers).header('x-fapi-interaction-id', request.id).send(response.body);
 }
 
 function stateOf(request: FastifyRequest): RequestState {
@@ -70,6 +78,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     genReqId: interactionIdOf,
     bodyLimit: BODY_LIMIT_BYTES,
     return503OnClosing: true,
+    // Errors raised before routing (a malformed URL) would otherwise get Fastify's own body,
+    // which quotes the URL, query and all.
+    frameworkErrors: replyWithError,
   });
   app.decorateRequest('phantom', null as unknown as RequestState);
 
@@ -78,7 +89,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
+    // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
+    reply.header('x-fapi-interaction-id', request.id);
     const state = stateOf(request);
     state.facts.x5t = connectionThumbprint(request.raw.socket as TLSSocket);
     rejectTokenInQuery(request.url);
@@ -88,10 +101,6 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.addHook('preHandler', async (request) => {
     if (Buffer.isBuffer(request.body)) rejectTokenInForm(request.body);
     await authorise(request.phantom);
-  });
-
-  app.addHook('onSend', async (request, reply) => {
-    reply.header('x-fapi-interaction-id', request.id);
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -106,12 +115,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     });
   });
 
-  app.setErrorHandler((error, request, reply) => {
-    const failure = asSidecarError(error);
-    stateOf(request).facts.reason = failure.reason;
-    const response = toErrorResponse(failure, REALM);
-    return reply.code(response.status).headers(response.headers).send(response.body);
-  });
+  app.setErrorHandler(replyWithError);
 
   await registerProxy(app, config.upstream);
   // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.

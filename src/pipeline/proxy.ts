@@ -9,8 +9,10 @@ import type { Config } from '../config.ts';
 import '../request-state.ts';
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy ones: never forwarded either way.
+// `expect` too: Node has already answered 100-continue to the client, and undici refuses it.
 const HOP_BY_HOP = new Set([
   'connection',
+  'expect',
   'keep-alive',
   'proxy-authenticate',
   'proxy-authorization',
@@ -21,36 +23,55 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-// Headers that carry identity to the API: only the sidecar sets them, so a client's copy
-// is dropped (RFC 9440 Client-Cert, Envoy's XFCC, the x-client-cert*/x-ssl-client* family
-// of other proxies), and with them the two the sidecar sets itself.
-const SIDECAR_ONLY = new Set(['authorization', 'x-fapi-interaction-id', 'client-cert', 'client-cert-chain', 'x-forwarded-client-cert']);
-const SIDECAR_ONLY_PREFIXES = ['x-client-cert', 'x-ssl-client'];
+// Headers that carry identity or origin to the API: only the sidecar sets them, so a
+// client's copy is dropped (RFC 9440 Client-Cert, Envoy's XFCC, the x-client-cert* and
+// x-ssl-client* families of other proxies, RFC 7239 Forwarded and the x-forwarded-* set),
+// and with them every header the sidecar sets itself.
+const SIDECAR_ONLY = new Set([
+  'authorization',
+  'x-fapi-interaction-id',
+  'client-cert',
+  'client-cert-chain',
+  'forwarded',
+  'x-real-ip',
+]);
+const SIDECAR_ONLY_PREFIXES = ['x-client-cert', 'x-ssl-client', 'x-forwarded-'];
 
 function isSidecarOnly(name: string): boolean {
   return SIDECAR_ONLY.has(name) || SIDECAR_ONLY_PREFIXES.some((prefix) => name.startsWith(prefix));
 }
 
+export interface SidecarHeaders {
+  jwt: string;
+  interactionId: string;
+  /** The partner's address as the sidecar's socket sees it. */
+  clientIp: string;
+  /** The Host the partner asked for (reply-from sends the upstream's own). */
+  host: string | undefined;
+}
+
 /** The client's headers as the API may see them, with the sidecar's own set on top. */
-export function upstreamRequestHeaders(
-  clientHeaders: IncomingHttpHeaders,
-  jwt: string,
-  interactionId: string,
-): IncomingHttpHeaders {
+export function upstreamRequestHeaders(clientHeaders: IncomingHttpHeaders, own: SidecarHeaders): IncomingHttpHeaders {
   const headers: IncomingHttpHeaders = {};
   for (const name of Object.keys(clientHeaders)) {
     if (!HOP_BY_HOP.has(name) && !isSidecarOnly(name)) headers[name] = clientHeaders[name];
   }
-  headers.authorization = `Bearer ${jwt}`;
-  headers['x-fapi-interaction-id'] = interactionId;
+  headers.authorization = `Bearer ${own.jwt}`;
+  headers['x-fapi-interaction-id'] = own.interactionId;
+  headers['x-forwarded-for'] = own.clientIp;
+  headers['x-forwarded-proto'] = 'https';
+  if (own.host !== undefined) headers['x-forwarded-host'] = own.host;
   return headers;
 }
 
-/** The API's response headers without hop-by-hop ones (reply-from copies them otherwise). */
+/**
+ * The API's response headers without hop-by-hop ones (reply-from copies them otherwise) and
+ * without an interaction id of its own: the sidecar's is the one the client gets.
+ */
 export function clientResponseHeaders(upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders {
   const headers: IncomingHttpHeaders = {};
   for (const name of Object.keys(upstreamHeaders)) {
-    if (!HOP_BY_HOP.has(name)) headers[name] = upstreamHeaders[name];
+    if (!HOP_BY_HOP.has(name) && name !== 'x-fapi-interaction-id') headers[name] = upstreamHeaders[name];
   }
   return headers;
 }
@@ -85,7 +106,12 @@ const prefix = (base: URL): string => base.pathname.replace(/\/$/, '');
 // Built once: the hooks read everything per request from the request itself.
 export const proxyHooks: FastifyReplyFromHooks = {
   rewriteRequestHeaders: (request, headers) =>
-    upstreamRequestHeaders(headers, request.phantom.upstreamJwt ?? '', request.id),
+    upstreamRequestHeaders(headers, {
+      jwt: request.phantom.upstreamJwt ?? '',
+      interactionId: request.id,
+      clientIp: request.ip,
+      host: request.headers.host,
+    }),
   rewriteHeaders: (headers) => clientResponseHeaders(headers),
   // No retries: a request that reached the API once must not be replayed by the sidecar.
   retryDelay: () => null,

@@ -187,6 +187,39 @@ describe('the request path over real TLS', () => {
       assert.equal(response.headers['x-upstream'], 'echo');
     });
 
+    test('Expect: 100-continue bodies go through (curl sends it for large uploads)', async () => {
+      const response = await asA({ method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', expect: '100-continue' }, body: '{"a":1}' });
+      assert.equal(response.status, 200);
+      assert.equal(upstream.received.at(-1)!.body, '{"a":1}');
+      assert.equal(upstream.received.at(-1)!.headers.expect, undefined);
+    });
+
+    test('the API learns the partner\'s address and Host from the sidecar, never from the client', async () => {
+      const response = await asA({ headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': '10.6.6.6', forwarded: 'for=10.6.6.6', host: 'api.example.com' } });
+      assert.equal(response.status, 200);
+      const seen = upstream.received.at(-1)!.headers;
+      assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+      assert.equal(seen['x-forwarded-proto'], 'https');
+      assert.equal(seen['x-forwarded-host'], 'api.example.com');
+      assert.equal(seen.forwarded, undefined);
+    });
+
+    test('a malformed URL gets the sidecar\'s JSON error, which never quotes the URL', async () => {
+      const response = await asA({ path: `/%E0%A4%A?access_token=${token}` });
+      assert.equal(response.status, 400);
+      assert.ok(!response.text.includes(token) && !response.text.includes('%E0'), response.text);
+      assert.deepEqual(Object.keys(response.json), ['error_description']);
+      assert.match(String(response.headers['x-fapi-interaction-id']), /^[0-9a-f-]{36}$/);
+      assert.ok(!sidecar.logs.join('\n').includes(token));
+    });
+
+    test('path traversal is refused before it reaches the API', async () => {
+      const before = upstream.received.length;
+      const response = await asA({ path: '/api/../admin' });
+      assert.equal(response.status, 400);
+      assert.equal(upstream.received.length, before);
+    });
+
     test('a large body streams through untouched', async () => {
       const body = JSON.stringify({ data: 'x'.repeat(3 * 1024 * 1024) });
       const response = await asA({ method: 'PUT', path: '/api/bulk', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });

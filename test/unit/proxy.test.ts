@@ -22,9 +22,13 @@ test('the API sees the sidecar\'s JWT and interaction id, never client identity 
       'content-type': 'application/json',
       accept: 'application/json',
       'x-request-note': 'kept',
+      expect: '100-continue',
+      forwarded: 'for=10.0.0.1',
+      'x-forwarded-for': '10.0.0.1',
+      'x-forwarded-host': 'evil.example',
+      'x-real-ip': '10.0.0.1',
     },
-    'the.jwt.value',
-    'iid',
+    { jwt: 'the.jwt.value', interactionId: 'iid', clientIp: '192.0.2.7', host: 'api.example.com' },
   );
   assert.deepEqual(headers, {
     host: 'api.example.com',
@@ -33,12 +37,15 @@ test('the API sees the sidecar\'s JWT and interaction id, never client identity 
     'x-request-note': 'kept',
     authorization: 'Bearer the.jwt.value',
     'x-fapi-interaction-id': 'iid',
+    'x-forwarded-for': '192.0.2.7',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'api.example.com',
   });
 });
 
-test('hop-by-hop headers of the API do not reach the client', () => {
+test('hop-by-hop headers and an interaction id of the API do not reach the client', () => {
   assert.deepEqual(
-    clientResponseHeaders({ connection: 'keep-alive', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', 'content-type': 'text/plain', 'x-api': '1' }),
+    clientResponseHeaders({ connection: 'keep-alive', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', 'x-fapi-interaction-id': 'other', 'content-type': 'text/plain', 'x-api': '1' }),
     { 'content-type': 'text/plain', 'x-api': '1' },
   );
 });
