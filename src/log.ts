@@ -24,13 +24,16 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
   const options: pino.LoggerOptions = {
     level,
     base: { service: 'phantom-sidecar' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino's default epoch-millisecond `time`: cheaper than an ISO string on every line.
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
   };
-  // Asynchronous stdout: under load lines are written in batches instead of one write(2)
-  // each; pino flushes what is pending when the process exits.
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
+  if (destination !== undefined) return pino(options, destination);
+  // Buffered stdout: lines leave in batches of up to 4 KiB instead of one write(2) each, and
+  // at least once a second when traffic is light; pino flushes the rest when the process exits.
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => stdout.flush(), 1000).unref();
+  return pino(options, stdout);
 }
 
 /** What the pipeline learnt about one request, filled in as the stages run. */

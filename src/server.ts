@@ -89,21 +89,23 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks where no await is needed: no promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
     // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
     reply.header('x-fapi-interaction-id', request.id);
     const state = stateOf(request);
     state.facts.x5t = connectionThumbprint(request.raw.socket as TLSSocket);
     rejectTokenInQuery(request.url);
     state.token = extractBearerToken(request.raw.headersDistinct.authorization);
+    done();
   });
 
-  app.addHook('preHandler', async (request) => {
+  app.addHook('preHandler', (request) => {
     if (Buffer.isBuffer(request.body)) rejectTokenInForm(request.body);
-    await authorise(request.phantom);
+    return authorise(request.phantom, request.raw.socket);
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const state = stateOf(request);
     logAccess(logger, {
       interactionId: request.id,
@@ -113,6 +115,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
       durationMs: performance.now() - state.startedAt,
       facts: state.facts,
     });
+    done();
   });
 
   app.setErrorHandler(replyWithError);

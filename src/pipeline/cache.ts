@@ -28,6 +28,19 @@ export function tokenKey(token: string): string {
   return createHash('sha256').update(token).digest('base64url');
 }
 
+// A keep-alive client repeats one token on one connection: its key is remembered there, so
+// the repeat costs a string comparison instead of a hash.
+const lastKeyOnConnection = new WeakMap<object, { token: string; key: string }>();
+
+function keyFor(token: string, connection: object | undefined): string {
+  if (connection === undefined) return tokenKey(token);
+  const last = lastKeyOnConnection.get(connection);
+  if (last !== undefined && last.token === token) return last.key;
+  const key = tokenKey(token);
+  lastKeyOnConnection.set(connection, { token, key });
+  return key;
+}
+
 /**
  * How long an answer may be reused, in ms: an active one until min(exp, max TTL), an
  * inactive one for the negative TTL. Zero means "do not store". RFC 7662 §4: never past exp.
@@ -68,9 +81,12 @@ export class IntrospectionCache {
         });
   }
 
-  /** The answer for this token: from the cache, from a call already under way, or a new call. */
-  async lookup(token: string): Promise<Lookup> {
-    const key = tokenKey(token);
+  /**
+   * The answer for this token: from the cache, from a call already under way, or a new call.
+   * `connection` (the client's socket) lets a repeated token skip its hash.
+   */
+  async lookup(token: string, connection?: object): Promise<Lookup> {
+    const key = keyFor(token, connection);
     const cached = this.#entries?.get(key);
     if (cached !== undefined) return { entry: cached, outcome: 'hit' };
     const pending = this.#inFlight.get(key);

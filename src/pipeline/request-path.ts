@@ -10,7 +10,7 @@ import type { UpstreamTokenSource } from './upstream-token.ts';
 
 export type AuthorisationRules = Pick<Config, 'requireBinding' | 'requiredScopes' | 'expectedIssuer' | 'expectedAudience'>;
 
-export type RequestAuthoriser = (state: RequestState) => Promise<void>;
+export type RequestAuthoriser = (state: RequestState, connection?: object) => Promise<void>;
 
 /**
  * Decides one request whose token stage 2 extracted and whose connection thumbprint stage 1
@@ -22,9 +22,9 @@ export function createRequestAuthoriser(
   rules: AuthorisationRules,
   now: () => number = Date.now,
 ): RequestAuthoriser {
-  return async (state) => {
+  return async (state, connection) => {
     if (state.token === undefined) throw new InvalidToken('no_token', 'No access token was presented');
-    const { entry, outcome } = await cache.lookup(state.token);
+    const { entry, outcome } = await cache.lookup(state.token, connection);
     state.facts.cache = outcome;
     const { introspection } = entry;
     if (!introspection.active) throw new InvalidToken('token_inactive', 'The access token is not active');

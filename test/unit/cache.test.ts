@@ -115,3 +115,24 @@ test('the cache is bounded by PHANTOM_CACHE_MAX_ENTRIES', async () => {
   assert.equal(cache.size, 3);
   assert.equal((await cache.lookup('a')).outcome, 'miss', 'the least recently used entry went first');
 });
+
+test('a token repeated on one connection maps to the same entry; another token does not', async () => {
+  const introspector: Introspector & { calls: number } = {
+    calls: 0,
+    async introspect(token) {
+      this.calls += 1;
+      return { active: true, claims: { sub: token } };
+    },
+    close: async () => {},
+  };
+  const cache = new IntrospectionCache(introspector, settings, () => NOW);
+  const connection = {};
+  const a1 = await cache.lookup('token-a', connection);
+  const a2 = await cache.lookup('token-a', connection);
+  const b = await cache.lookup('token-b', connection);
+  const a3 = await cache.lookup('token-a', connection);
+  assert.deepEqual([a1.outcome, a2.outcome, b.outcome, a3.outcome], ['miss', 'hit', 'miss', 'hit']);
+  assert.equal(a3.entry, a1.entry);
+  assert.notEqual(b.entry, a1.entry);
+  assert.equal(b.entry.introspection.active && b.entry.introspection.claims.sub, 'token-b');
+});
