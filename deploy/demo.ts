@@ -201,7 +201,8 @@ async function main(): Promise<void> {
   const scriptEnv = { CERTS_DIR: certs, AS_URL: asUrl, SIDECAR_URL: sidecarUrl, SIDECAR_CACHE_TTL_S: String(CACHE_TTL_S) };
   const partner = await runScript('partner-client.sh', scriptEnv);
   const attacks = await runScript('attacks.sh', scriptEnv);
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The sidecar writes its log in batches, at least once a second.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
   showSidecarLog();
   const failed = partner !== 0 || attacks !== 0;
   say(`\n${bold(failed ? 'demo: some answers were not the expected ones' : 'demo: the partner flow worked and every attack was refused')}`);
