@@ -22,9 +22,28 @@ export interface AsJwtConfig {
   mode: 'as-jwt';
 }
 
+export interface TlsPaths {
+  cert: string;
+  key: string;
+  clientCa: string;
+}
+
+/** PEM texts of the listener's certificate chain, its key and the partner CA bundle. */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  clientCa: string;
+}
+
 export interface Config {
   listen: { host: string; port: number };
-  tls: { cert: string; key: string; clientCa: string; minVersion: TlsMinVersion };
+  tls: TlsMaterial & {
+    minVersion: TlsMinVersion;
+    /** Where the material was read, to read it again when it is renewed. */
+    paths: TlsPaths;
+    /** Seconds between checks of those files; 0: never reloaded. */
+    reloadIntervalSeconds: number;
+  };
   upstream: { url: URL; timeoutMs: number };
   introspection: {
     url: URL;
@@ -169,22 +188,36 @@ function parsePrivateKey(variable: string, pem: string): KeyObject {
   }
 }
 
-function readTls(env: EnvReader): Config['tls'] {
-  const certPath = env.required('PHANTOM_TLS_CERT');
-  const keyPath = env.required('PHANTOM_TLS_KEY');
-  const caPath = env.required('PHANTOM_TLS_CLIENT_CA');
-  const { pem: cert, certificates } = readCertificateFile('PHANTOM_TLS_CERT', certPath);
-  const key = readText('PHANTOM_TLS_KEY', keyPath);
+/**
+ * Reads and checks the listener's TLS files: the key matches the leaf, the leaf is in date,
+ * the CA bundle holds certificates. Used at start-up and again on each reload.
+ */
+export function readTlsMaterial(paths: TlsPaths, now: number = Date.now()): TlsMaterial {
+  const { pem: cert, certificates } = readCertificateFile('PHANTOM_TLS_CERT', paths.cert);
+  const key = readText('PHANTOM_TLS_KEY', paths.key);
   const leaf = certificates[0];
   if (leaf === undefined || !leaf.checkPrivateKey(parsePrivateKey('PHANTOM_TLS_KEY', key))) {
     throw new ConfigError('PHANTOM_TLS_KEY', 'does not match the certificate in PHANTOM_TLS_CERT');
   }
-  if (Date.parse(leaf.validTo) <= Date.now()) {
+  if (Date.parse(leaf.validTo) <= now) {
     throw new ConfigError('PHANTOM_TLS_CERT', `expired on ${leaf.validTo}`);
   }
-  const clientCa = readCertificateFile('PHANTOM_TLS_CLIENT_CA', caPath).pem;
-  const minVersion = env.oneOf<TlsMinVersion>('PHANTOM_TLS_MIN_VERSION', 'TLSv1.2', ['TLSv1.2', 'TLSv1.3']);
-  return { cert, key, clientCa, minVersion };
+  const clientCa = readCertificateFile('PHANTOM_TLS_CLIENT_CA', paths.clientCa).pem;
+  return { cert, key, clientCa };
+}
+
+function readTls(env: EnvReader): Config['tls'] {
+  const paths = {
+    cert: env.required('PHANTOM_TLS_CERT'),
+    key: env.required('PHANTOM_TLS_KEY'),
+    clientCa: env.required('PHANTOM_TLS_CLIENT_CA'),
+  };
+  return {
+    ...readTlsMaterial(paths),
+    minVersion: env.oneOf<TlsMinVersion>('PHANTOM_TLS_MIN_VERSION', 'TLSv1.2', ['TLSv1.2', 'TLSv1.3']),
+    paths,
+    reloadIntervalSeconds: env.integer('PHANTOM_TLS_RELOAD_INTERVAL_S', 60, 0, 86_400),
+  };
 }
 
 function readIntrospection(env: EnvReader): Config['introspection'] {

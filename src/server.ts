@@ -17,7 +17,7 @@ import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
 import { forward, registerProxy } from './pipeline/proxy.ts';
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
-import { connectionThumbprint, serverTlsOptions } from './pipeline/tls.ts';
+import { connectionThumbprint, reloadTlsOnChange, serverTlsOptions } from './pipeline/tls.ts';
 import { extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
 import { createUpstreamTokenSource, type UpstreamTokenSource } from './pipeline/upstream-token.ts';
 
@@ -128,7 +128,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     throw new RequestRejected(405, 'method_not_supported');
   });
 
+  const stopTlsReload = reloadTlsOnChange(app.server, config.tls, logger);
   app.addHook('onClose', async () => {
+    stopTlsReload();
     await introspector.close();
   });
   return { app, cache, tokens };

@@ -1,9 +1,10 @@
 // Stage 1: mutual TLS. The handshake itself refuses a missing, untrusted or expired client
 // certificate (requestCert + rejectUnauthorized), so nothing of such a peer reaches HTTP.
 // The certificate's RFC 8705 thumbprint is computed once per TLS connection.
-import { constants, createHash } from 'node:crypto';
+import { X509Certificate, constants, createHash } from 'node:crypto';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
-import type { Config } from '../config.ts';
+import type { Logger } from 'pino';
+import { ConfigError, readTlsMaterial, type Config, type TlsMaterial } from '../config.ts';
 
 // FAPI 2.0 §5.2.1 / BCP 195: under TLS 1.2 only ECDHE key exchange with AES-GCM, for RSA
 // and ECDSA certificates. TLS 1.3 suites are all AEAD and are left at OpenSSL's defaults.
@@ -19,7 +20,7 @@ export interface ServerTlsOptions extends SecureContextOptions {
   rejectUnauthorized: true;
 }
 
-export function serverTlsOptions(tls: Config['tls']): ServerTlsOptions {
+export function serverTlsOptions(tls: TlsMaterial & Pick<Config['tls'], 'minVersion'>): ServerTlsOptions {
   return {
     cert: tls.cert,
     key: tls.key,
@@ -61,4 +62,46 @@ function computeThumbprint(socket: TLSSocket): string | null {
   if (socket.authorized !== true || typeof socket.getPeerX509Certificate !== 'function') return null;
   const certificate = socket.getPeerX509Certificate();
   return certificate === undefined ? null : certificateThumbprint(certificate.raw);
+}
+
+function materialDigest(material: TlsMaterial): string {
+  return createHash('sha256').update(material.cert).update('\0').update(material.key).update('\0').update(material.clientCa).digest('base64url');
+}
+
+interface SecureServer {
+  setSecureContext(options: SecureContextOptions): void;
+}
+
+/**
+ * Re-reads the TLS files every PHANTOM_TLS_RELOAD_INTERVAL_S and, when they changed and still
+ * check out, gives new connections the new certificate and partner CA bundle: cert-manager
+ * renews a Secret in place, and a rollout should not be needed for it. Connections already
+ * made keep what they were made with. Files that do not check out (a renewal caught half
+ * written, a key that does not match) are not used; the current ones stay.
+ * Returns the function that stops watching.
+ */
+export function reloadTlsOnChange(server: SecureServer, tls: Config['tls'], logger: Logger): () => void {
+  if (tls.reloadIntervalSeconds === 0) return () => undefined;
+  let current = materialDigest(tls);
+  let lastProblem: string | undefined;
+  const check = (): void => {
+    let material: TlsMaterial;
+    try {
+      material = readTlsMaterial(tls.paths);
+    } catch (error) {
+      const problem = error instanceof ConfigError ? error.message : 'unreadable';
+      if (problem !== lastProblem) logger.warn({ problem }, 'TLS files do not check out; the current certificates stay in use');
+      lastProblem = problem;
+      return;
+    }
+    lastProblem = undefined;
+    const digest = materialDigest(material);
+    if (digest === current) return;
+    server.setSecureContext(serverTlsOptions({ ...material, minVersion: tls.minVersion }));
+    current = digest;
+    logger.info({ not_after: new X509Certificate(material.cert).validTo }, 'TLS certificate and partner CA bundle reloaded');
+  };
+  const timer = setInterval(check, tls.reloadIntervalSeconds * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
 }

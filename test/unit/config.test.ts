@@ -31,6 +31,8 @@ test('defaults follow the documented contract', () => {
   assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8443 });
   assert.deepEqual(config.admin, { host: '0.0.0.0', port: 9090 });
   assert.equal(config.tls.minVersion, 'TLSv1.2');
+  assert.equal(config.tls.reloadIntervalSeconds, 60);
+  assert.deepEqual(config.tls.paths, { cert: pki.path('server.pem'), key: pki.path('server.key'), clientCa: pki.path('ca.pem') });
   assert.equal(config.upstream.timeoutMs, 30_000);
   assert.equal(config.introspection.timeoutMs, 2000);
   assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5 });
@@ -42,12 +44,20 @@ test('defaults follow the documented contract', () => {
   assert.ok(Object.isFrozen(config));
 });
 
+const expiredCertAndKey = (overrides: Record<string, string | undefined>): Record<string, string | undefined> =>
+  overrides.PHANTOM_TLS_CERT === 'EXPIRED'
+    ? { ...overrides, PHANTOM_TLS_CERT: pki.path('partner-a-expired.pem'), PHANTOM_TLS_KEY: pki.path('partner-a.key') }
+    : overrides;
+
 const bad: [string, Record<string, string | undefined>, RegExp][] = [
   ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: undefined }, /^PHANTOM_TLS_CERT: is required$/],
   ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: '/nonexistent.pem' }, /cannot read \/nonexistent\.pem \(ENOENT\)/],
   ['PHANTOM_TLS_KEY', { PHANTOM_TLS_KEY: pki.path('partner-a.key') }, /does not match the certificate/],
   ['PHANTOM_TLS_CLIENT_CA', { PHANTOM_TLS_CLIENT_CA: pki.path('server.key') }, /holds no PEM certificate/],
   ['PHANTOM_TLS_MIN_VERSION', { PHANTOM_TLS_MIN_VERSION: 'TLSv1.1' }, /must be one of TLSv1\.2, TLSv1\.3/],
+  ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: '' }, /is required/],
+  ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: 'EXPIRED' }, /expired on/],
+  ['PHANTOM_TLS_RELOAD_INTERVAL_S', { PHANTOM_TLS_RELOAD_INTERVAL_S: 'often' }, /whole number/],
   ['PHANTOM_LISTEN_PORT', { PHANTOM_LISTEN_PORT: '70000' }, /between 0 and 65535/],
   ['PHANTOM_LISTEN_PORT', { PHANTOM_LISTEN_PORT: '80a' }, /whole number/],
   ['PHANTOM_UPSTREAM_URL', { PHANTOM_UPSTREAM_URL: 'not a url' }, /not a valid absolute URL/],
@@ -68,7 +78,7 @@ const bad: [string, Record<string, string | undefined>, RegExp][] = [
 ];
 for (const [variable, overrides, message] of bad) {
   test(`${variable}: ${message.source}`, () => {
-    const error = configError(overrides);
+    const error = configError(expiredCertAndKey(overrides));
     assert.equal(error.variable.replace(/_FILE$/, ''), variable);
     assert.match(error.message, new RegExp(`^${variable}`));
     assert.match(error.message, message);
