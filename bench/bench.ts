@@ -19,11 +19,11 @@
 // sidecar's, default info: one access line per request, written to /dev/null).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { partnerToken, startTestAuthorizationServer, SIDECAR_CLIENT, API_AUDIENCE } from '../test/support/as.ts';
 import { makePki, type Pki } from '../test/support/pki.ts';
+import { freePort } from '../test/support/ports.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
@@ -31,16 +31,6 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const rate = Number(process.env.BENCH_RATE ?? 2000);
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const children: ChildProcess[] = [];
 function startProcess(script: string, env: Record<string, string>, core: string): Promise<ChildProcess> {

@@ -9,6 +9,10 @@ export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficien
 
 export abstract class SidecarError extends Error {
   abstract readonly status: number;
+  /** RFC 6750 error code, when the failure is the client's bearer credential. */
+  readonly bearerError: BearerErrorCode | undefined = undefined;
+  /** Whether a `WWW-Authenticate: Bearer` challenge belongs on this response. */
+  readonly challenges: boolean = false;
   /** Short machine-readable cause for the log line; never sent to the client. */
   readonly reason: string;
 
@@ -17,61 +21,37 @@ export abstract class SidecarError extends Error {
     this.name = new.target.name;
     this.reason = reason;
   }
-
-  /** RFC 6750 error code, when the failure is the client's bearer credential. */
-  get bearerError(): BearerErrorCode | undefined {
-    return undefined;
-  }
-
-  /** Whether a `WWW-Authenticate: Bearer` challenge belongs on this response. */
-  get challenges(): boolean {
-    return false;
-  }
 }
 
 /** No credentials, or a scheme other than Bearer: 401 and a challenge with no error code. */
 export class MissingCredentials extends SidecarError {
   readonly status = 401;
-  override get challenges(): boolean {
-    return true;
-  }
+  override readonly challenges = true;
 }
 
 /** The request is malformed: 400 invalid_request. */
 export class InvalidRequest extends SidecarError {
   readonly status = 400;
-  override get bearerError(): BearerErrorCode {
-    return 'invalid_request';
-  }
-  override get challenges(): boolean {
-    return true;
-  }
+  override readonly bearerError = 'invalid_request';
+  override readonly challenges = true;
 }
 
 /** Expired, revoked, unknown, not bound to this certificate: 401 invalid_token. */
 export class InvalidToken extends SidecarError {
   readonly status = 401;
-  override get bearerError(): BearerErrorCode {
-    return 'invalid_token';
-  }
-  override get challenges(): boolean {
-    return true;
-  }
+  override readonly bearerError = 'invalid_token';
+  override readonly challenges = true;
 }
 
 /** A required scope is missing: 403 insufficient_scope with the scopes that are needed. */
 export class InsufficientScope extends SidecarError {
   readonly status = 403;
+  override readonly bearerError = 'insufficient_scope';
+  override readonly challenges = true;
   readonly requiredScope: string;
   constructor(requiredScope: string) {
     super('scope_missing', 'The access token lacks a required scope');
     this.requiredScope = requiredScope;
-  }
-  override get bearerError(): BearerErrorCode {
-    return 'insufficient_scope';
-  }
-  override get challenges(): boolean {
-    return true;
   }
 }
 
