@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { RequestRejected, asSidecarError, toErrorResponse } from './errors.ts';
+import { InternalError, RequestRejected, SidecarError, asSidecarError, toErrorResponse } from './errors.ts';
 import { logAccess } from './log.ts';
 import type { RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
@@ -39,8 +39,19 @@ export function interactionIdOf(request: IncomingMessage): string {
 function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const failure = asSidecarError(error);
   stateOf(request).facts.reason = failure.reason;
+  if (failure instanceof InternalError && !(error instanceof SidecarError)) logUnexpected(request, error);
   const response = toErrorResponse(failure, REALM);
   return reply.code(response.status).headers(response.headers).header('x-fapi-interaction-id', request.id).send(response.body);
+}
+
+/**
+ * A bug, not a refusal: worth a line of its own. Only the error's class, code and stack
+ * frames are logged; a message could quote a header or a token, so it is left out.
+ */
+function logUnexpected(request: FastifyRequest, error: unknown): void {
+  const { name, code, stack } = (error instanceof Error ? error : new Error('non-error thrown')) as Error & { code?: unknown };
+  const frames = (stack ?? '').split('\n').slice(1, 6).map((frame) => frame.trim());
+  request.log.error({ err_name: name, err_code: typeof code === 'string' ? code : undefined, frames }, 'unexpected error');
 }
 
 function stateOf(request: FastifyRequest): RequestState {

@@ -174,3 +174,28 @@ describe('as-jwt mode (Curity-style phantom token)', () => {
     assert.deepEqual(await response.json(), { keys: [] });
   });
 });
+
+describe('a bug in the sidecar', () => {
+  test('is a bare 500 that forwards nothing; the log names the error class, never its message', async () => {
+    const sidecar = await startSidecar(baseEnv(pki, upstream.url, fake.url), {
+      tokens: {
+        jwks: { keys: [] },
+        jwtFor: () => Promise.reject(new TypeError('boom with Bearer secret-in-message')),
+      },
+    });
+    try {
+      fake.handle = (_r, res) => json(res, boundAnswer());
+      const before = upstream.received.length;
+      const response = await sidecarCall(sidecar, freshToken());
+      assert.equal(response.status, 500);
+      assert.deepEqual(response.json, { error_description: 'Internal error' });
+      assert.equal(upstream.received.length, before);
+      await accessLineFor(sidecar.logs, response);
+      const logs = sidecar.logs.join('\n');
+      assert.match(logs, /"err_name":"TypeError"/);
+      assert.ok(!logs.includes('secret-in-message'));
+    } finally {
+      await sidecar.stop();
+    }
+  });
+});
