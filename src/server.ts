@@ -15,7 +15,7 @@ import { logAccess } from './log.ts';
 import type { RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
-import { forward, registerProxy } from './pipeline/proxy.ts';
+import { forward, registerProxy, upstreamBasePath } from './pipeline/proxy.ts';
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
 import { connectionThumbprint, reloadTlsOnChange, serverTlsOptions } from './pipeline/tls.ts';
 import { extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
@@ -133,7 +133,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
 
   await registerProxy(app, config.upstream);
   // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
-  app.all('/*', { logLevel: 'error' }, (request, reply) => forward(request, reply, config.upstream.url));
+  const basePath = upstreamBasePath(config.upstream.url);
+  app.all('/*', { logLevel: 'error' }, (request, reply) => forward(request, reply, basePath));
   // Reached only by methods outside Fastify's list: nothing to forward them with.
   app.setNotFoundHandler(() => {
     throw new RequestRejected(405, 'method_not_supported');

@@ -101,7 +101,8 @@ export async function registerProxy(app: FastifyInstance, upstream: Config['upst
   });
 }
 
-const prefix = (base: URL): string => base.pathname.replace(/\/$/, '');
+/** The path of PHANTOM_UPSTREAM_URL, put in front of every forwarded path ("" for "/"). */
+export const upstreamBasePath = (upstream: URL): string => upstream.pathname.replace(/\/$/, '');
 
 // Built once: the hooks read everything per request from the request itself.
 export const proxyHooks: FastifyReplyFromHooks = {
@@ -120,10 +121,10 @@ export const proxyHooks: FastifyReplyFromHooks = {
   },
 };
 
-/** Forwards the authorised request; the upstream URL's path is a prefix of the client's. */
-export function forward(request: FastifyRequest, reply: FastifyReply, upstream: URL): FastifyReply {
+/** Forwards the authorised request under the upstream's base path; the query follows. */
+export function forward(request: FastifyRequest, reply: FastifyReply, basePath: string): FastifyReply {
   // Only an authorised request has a JWT; without one nothing may leave.
   if (request.phantom.upstreamJwt === undefined) throw new InternalError('forward_without_jwt');
   const path = request.url.split('?', 1)[0] ?? '/';
-  return reply.from(`${prefix(upstream)}${path}`, proxyHooks);
+  return reply.from(`${basePath}${path}`, proxyHooks);
 }

@@ -240,6 +240,17 @@ describe('the request path over real TLS', () => {
       }
     });
 
+    test('an upstream URL with a path prefixes it; the query follows', async () => {
+      const prefixed = await startSidecar(baseEnv(pki, `${upstream.url}/v1/`, as.introspectionUrl));
+      try {
+        const response = await call({ port: prefixed.port, path: '/accounts?page=2', cert: pki.partnerA.cert, key: pki.partnerA.key, ca: pki.ca, headers: { authorization: `Bearer ${token}` } });
+        assert.equal(response.status, 200);
+        assert.equal(upstream.received.at(-1)!.url, '/v1/accounts?page=2');
+      } finally {
+        await prefixed.stop();
+      }
+    });
+
     test('the API refusing connections: 502', async () => {
       const closed = await startSidecar(baseEnv(pki, 'http://127.0.0.1:1', as.introspectionUrl));
       try {

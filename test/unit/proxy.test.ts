@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/pipeline/proxy.ts';
+import { clientResponseHeaders, upstreamBasePath, upstreamRequestHeaders } from '../../src/pipeline/proxy.ts';
 
 test('the API sees the sidecar\'s JWT and interaction id, never client identity headers or hop-by-hop ones', () => {
   const headers = upstreamRequestHeaders(
@@ -48,4 +48,11 @@ test('hop-by-hop headers and an interaction id of the API do not reach the clien
     clientResponseHeaders({ connection: 'keep-alive', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', 'x-fapi-interaction-id': 'other', 'content-type': 'text/plain', 'x-api': '1' }),
     { 'content-type': 'text/plain', 'x-api': '1' },
   );
+});
+
+test('the upstream URL\'s path becomes the prefix of every forwarded path', () => {
+  assert.equal(upstreamBasePath(new URL('http://127.0.0.1:3000')), '');
+  assert.equal(upstreamBasePath(new URL('http://127.0.0.1:3000/')), '');
+  assert.equal(upstreamBasePath(new URL('http://127.0.0.1:3000/v1')), '/v1');
+  assert.equal(upstreamBasePath(new URL('http://127.0.0.1:3000/v1/')), '/v1');
 });
