@@ -57,3 +57,22 @@ test('a port already taken stops the demo with the port and the variable to chan
     blocker.close();
   }
 });
+
+test('the curl scripts fail loudly when an answer is not the expected one', async () => {
+  const { makePki } = await import('../support/pki.ts');
+  const pki = makePki();
+  const closed = `https://localhost:${await freePort()}`;
+  for (const script of ['partner-client.sh', 'attacks.sh']) {
+    const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn('bash', [new URL(`../../deploy/scripts/${script}`, import.meta.url).pathname], {
+        env: { ...process.env, CERTS_DIR: pki.dir, AS_URL: closed, SIDECAR_URL: closed },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.once('exit', (code) => resolve({ code, output }));
+    });
+    assert.notEqual(result.code, 0, `${script}: ${result.output}`);
+  }
+});
