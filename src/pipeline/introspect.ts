@@ -150,6 +150,11 @@ function failureReason(error: unknown): string {
   return `as_unreachable${typeof code === 'string' ? `:${code}` : ''}`;
 }
 
+function isStaleConnection(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET';
+}
+
 async function readLimited(body: AsyncIterable<Buffer>): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -189,27 +194,29 @@ export class IntrospectionClient implements Introspector {
     });
   }
 
+  /** One POST; a kept-alive connection the server closed under us is retried once. */
+  async #exchange(body: string, signal: AbortSignal): Promise<{ status: number; contentType: string; text: string }> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const response = await this.#pool.request({ method: 'POST', path: this.#path, headers: this.#headers, body, signal });
+        return {
+          status: response.statusCode,
+          contentType: mediaType(response.headers['content-type']),
+          text: await readLimited(response.body),
+        };
+      } catch (error) {
+        if (error instanceof AuthorizationServerUnavailable) throw error;
+        // Introspection reads and changes nothing, so asking again is safe.
+        if (attempt === 1 && isStaleConnection(error) && !signal.aborted) continue;
+        throw new AuthorizationServerUnavailable(failureReason(error));
+      }
+    }
+  }
+
   async introspect(token: string): Promise<Introspection> {
     const body = `token=${encodeURIComponent(token)}&token_type_hint=access_token`;
-    let status: number;
-    let contentType: string;
-    let text: string;
-    try {
-      // One deadline over the whole exchange, so a trickling body cannot outlast it.
-      const response = await this.#pool.request({
-        method: 'POST',
-        path: this.#path,
-        headers: this.#headers,
-        body,
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-      status = response.statusCode;
-      contentType = mediaType(response.headers['content-type']);
-      text = await readLimited(response.body);
-    } catch (error) {
-      if (error instanceof AuthorizationServerUnavailable) throw error;
-      throw new AuthorizationServerUnavailable(failureReason(error));
-    }
+    // One deadline over the whole exchange, so a trickling body cannot outlast it.
+    const { status, contentType, text } = await this.#exchange(body, AbortSignal.timeout(this.#timeoutMs));
     if (status === 401 || status === 403) {
       throw new AuthorizationServerUnavailable('as_rejected_sidecar_credentials');
     }

@@ -69,6 +69,21 @@ for (const [name, respond, reason] of faults) {
   });
 }
 
+test('a connection closed under a request is retried once; twice is a failure', async () => {
+  let dropped = 0;
+  fake.handle = (_r, res) => {
+    if (dropped === 0) {
+      dropped += 1;
+      res.socket?.destroy();
+      return;
+    }
+    json(res, { active: false });
+  };
+  const before = fake.seen.length;
+  assert.deepEqual(await client().introspect('t'), { active: false });
+  assert.equal(fake.seen.length - before, 2);
+});
+
 test('an authorization server whose certificate is not trusted is never asked', async () => {
   fake.handle = (_r, res) => json(res, { active: true });
   const before = fake.seen.length;
