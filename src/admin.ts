@@ -1,14 +1,23 @@
-// The plain-HTTP admin listener, for kubelet probes (which carry no client certificate) and
-// for the API to fetch the sidecar's JWKS. It serves nothing that needs protecting.
+// The plain-HTTP admin listener, for kubelet probes (which carry no client certificate), for
+// the API to fetch the sidecar's JWKS and for Prometheus. It serves nothing secret; keep it
+// off the Service (deploy/k8s exposes only the mTLS port).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { JWK } from 'jose';
+import type { SidecarMetrics } from './metrics.ts';
 
 export interface Readiness {
   ready: boolean;
 }
 
-export function buildAdmin(logger: Logger, readiness: Readiness, jwks: { keys: JWK[] }): FastifyInstance {
+export interface AdminParts {
+  logger: Logger;
+  readiness: Readiness;
+  jwks: { keys: JWK[] };
+  metrics: SidecarMetrics;
+}
+
+export function buildAdmin({ logger, readiness, jwks, metrics }: AdminParts): FastifyInstance {
   const admin = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_request, reply) => {
@@ -18,6 +27,9 @@ export function buildAdmin(logger: Logger, readiness: Readiness, jwks: { keys: J
   admin.get('/.well-known/jwks.json', async (_request, reply) => {
     // The set is public; a short cache lets the API pick up a restart's new key soon.
     return reply.header('cache-control', 'public, max-age=60').send(jwks);
+  });
+  admin.get('/metrics', async (_request, reply) => {
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   return admin;
 }

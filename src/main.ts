@@ -32,8 +32,8 @@ async function main(): Promise<void> {
   const config = readConfig();
   const logger = createLogger(config.logLevel);
   const readiness: Readiness = { ready: false };
-  const { app, tokens } = await buildSidecar(config, { logger });
-  const admin = buildAdmin(logger, readiness, tokens.jwks);
+  const { app, tokens, metrics } = await buildSidecar(config, { logger });
+  const admin = buildAdmin({ logger, readiness, jwks: tokens.jwks, metrics });
 
   try {
     await admin.listen({ host: config.admin.host, port: config.admin.port });

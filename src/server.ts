@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { InternalError, RequestRejected, SidecarError, asSidecarError, toErrorResponse } from './errors.ts';
 import { logAccess } from './log.ts';
+import { SidecarMetrics } from './metrics.ts';
 import type { RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
@@ -71,6 +72,7 @@ export interface Sidecar {
   app: FastifyInstance;
   cache: IntrospectionCache;
   tokens: UpstreamTokenSource;
+  metrics: SidecarMetrics;
 }
 
 export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
@@ -80,6 +82,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const cache = new IntrospectionCache(introspector, config.cache, now);
   const authorise = createRequestAuthoriser(cache, tokens, config, now);
+  const metrics = new SidecarMetrics(() => cache.size);
 
   const app = Fastify({
     https: serverTlsOptions(config.tls),
@@ -118,14 +121,16 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
 
   app.addHook('onResponse', (request, reply, done) => {
     const state = stateOf(request);
-    logAccess(logger, {
+    const line = {
       interactionId: request.id,
       method: request.method,
       url: request.url,
       status: reply.statusCode,
       durationMs: performance.now() - state.startedAt,
       facts: state.facts,
-    });
+    };
+    logAccess(logger, line);
+    metrics.record(line);
     done();
   });
 
@@ -145,5 +150,5 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     stopTlsReload();
     await introspector.close();
   });
-  return { app, cache, tokens };
+  return { app, cache, tokens, metrics };
 }

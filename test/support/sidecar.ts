@@ -47,7 +47,7 @@ export async function startSidecar(env: Record<string, string>, parts: Partial<S
   });
   const logger = createLogger(config.logLevel, sink);
   const sidecar = await buildSidecar(config, { ...parts, logger });
-  const admin = buildAdmin(logger, { ready: true }, sidecar.tokens.jwks);
+  const admin = buildAdmin({ logger, readiness: { ready: true }, jwks: sidecar.tokens.jwks, metrics: sidecar.metrics });
   await admin.listen({ host: '127.0.0.1', port: 0 });
   await sidecar.app.listen({ host: '127.0.0.1', port: 0 });
   return {
