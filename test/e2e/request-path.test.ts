@@ -75,6 +75,18 @@ describe('the request path over real TLS', () => {
       ok.destroy();
     });
 
+    test('TLS 1.2 renegotiation is refused: the certificate cannot change under a connection', async () => {
+      const socket = await handshake(pki.partnerA, { maxVersion: 'TLSv1.2' });
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('error', (error) => resolve(`error: ${error.message}`));
+        socket.once('close', () => resolve('closed'));
+        const started = socket.renegotiate({ rejectUnauthorized: true }, (error) => resolve(error ? `error: ${error.message}` : 'renegotiated'));
+        if (!started) resolve('not started');
+      });
+      socket.destroy();
+      assert.notEqual(outcome, 'renegotiated');
+    });
+
     test('a resumed TLS session keeps its certificate binding', async () => {
       const agent = new Agent({ keepAlive: false, maxCachedSessions: 10 });
       const reused: boolean[] = [];
