@@ -2,30 +2,18 @@
 // place) reaches new connections without a restart; files that do not check out are ignored.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type PeerCertificate } from 'node:tls';
-import { makePki, type Pki } from '../support/pki.ts';
+import { issueServerCertificate, makePki, type Pki } from '../support/pki.ts';
 import { baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 
 let pki: Pki;
 let dir: string;
 let sidecar: RunningSidecar;
 
-/** A new server certificate for `localhost` from the test CA, with a key of its own. */
-function issueServerCertificate(name: string): { cert: string; key: string } {
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const ext = join(dir, `${name}.ext`);
-  const cert = join(dir, `${name}.pem`);
-  writeFileSync(ext, 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
-  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr], { stdio: 'ignore' });
-  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.path('ca.pem'), '-CAkey', pki.path('ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
-  return { cert, key };
-}
+const issue = (name: string) => issueServerCertificate(pki, dir, name, 'DNS:localhost,IP:127.0.0.1');
 
 function serverCertificate(identity = pki.partnerA): Promise<PeerCertificate> {
   return new Promise((resolve, reject) => {
@@ -63,7 +51,7 @@ after(() => sidecar.stop());
 test('a renewed server certificate is served to new connections', async () => {
   const first = await serverCertificate();
   assert.equal(first.subject.CN, 'phantom-sidecar');
-  const renewed = issueServerCertificate('renewed');
+  const renewed = issue('renewed');
   copyFileSync(renewed.key, join(dir, 'server.key'));
   copyFileSync(renewed.cert, join(dir, 'server.pem'));
   await eventually(async () => (await serverCertificate()).subject.CN === 'renewed');
@@ -71,7 +59,7 @@ test('a renewed server certificate is served to new connections', async () => {
 });
 
 test('a certificate that does not match its key is not used', async () => {
-  const other = issueServerCertificate('mismatched');
+  const other = issue('mismatched');
   copyFileSync(other.cert, join(dir, 'server.pem'));
   await eventually(async () => sidecar.logs.some((line) => line.includes('does not match the certificate')));
   assert.equal((await serverCertificate()).subject.CN, 'renewed');
@@ -79,7 +67,7 @@ test('a certificate that does not match its key is not used', async () => {
 
 test('a new partner CA bundle decides who may connect', async () => {
   copyFileSync(pki.path('rogue-ca.pem'), join(dir, 'ca.pem'));
-  const renewed = issueServerCertificate('with-new-bundle');
+  const renewed = issue('with-new-bundle');
   copyFileSync(renewed.key, join(dir, 'server.key'));
   copyFileSync(renewed.cert, join(dir, 'server.pem'));
   await eventually(async () => (await serverCertificate(pki.rogue).catch(() => undefined))?.subject.CN === 'with-new-bundle');

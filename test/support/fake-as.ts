@@ -26,9 +26,10 @@ export function json(res: ServerResponse, body: unknown, status = 200, contentTy
   res.end(typeof body === 'string' ? body : JSON.stringify(body));
 }
 
-export async function startFakeAuthorizationServer(pki: Pki): Promise<FakeAuthorizationServer> {
+/** `identity`: the server certificate to present (default: the AS's own). */
+export async function startFakeAuthorizationServer(pki: Pki, identity: { cert: string; key: string } = pki.as): Promise<FakeAuthorizationServer> {
   const fake: FakeAuthorizationServer = { url: '', seen: [], handle: (_r, res) => json(res, { active: false }), stop: async () => {} };
-  const server: Server = createServer({ cert: pki.as.cert, key: pki.as.key }, (req, res) => {
+  const server: Server = createServer({ cert: identity.cert, key: identity.key }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {

@@ -1,7 +1,7 @@
 // Test certificates, made by the same certs/generate.sh users run, into a fresh directory.
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -50,4 +50,20 @@ export function makePki(): Pki {
     rogue: identity('rogue.pem', 'rogue.key'),
   };
   return made;
+}
+
+/**
+ * A further server certificate from the test CA, with a key of its own, written to `dir` as
+ * NAME.pem and NAME.key.
+ */
+export function issueServerCertificate(pki: Pki, dir: string, name: string, subjectAltName: string): { cert: string; key: string } {
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  const cert = join(dir, `${name}.pem`);
+  writeFileSync(ext, `subjectAltName=${subjectAltName}\nextendedKeyUsage=serverAuth\n`);
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr], { stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.path('ca.pem'), '-CAkey', pki.path('ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
 }

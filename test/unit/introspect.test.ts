@@ -5,7 +5,10 @@ import { SignJWT, UnsecuredJWT } from 'jose';
 import { AuthorizationServerUnavailable } from '../../src/errors.ts';
 import { IntrospectionClient, basicCredentials, parseAsJwtAnswer, parseIntrospectionJson } from '../../src/pipeline/introspect.ts';
 import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
-import { makePki } from '../support/pki.ts';
+import { issueServerCertificate, makePki } from '../support/pki.ts';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const pki = makePki();
 let fake: FakeAuthorizationServer;
@@ -89,6 +92,19 @@ test('an authorization server whose certificate is not trusted is never asked', 
   const before = fake.seen.length;
   await assert.rejects(client('mint', { ca: pki.partnerA.cert }).introspect('t'), unavailable(/^as_unreachable/));
   assert.equal(fake.seen.length, before);
+});
+
+test('an authorization server whose certificate names another host is never asked', async () => {
+  // A server certificate from the trusted CA, but for another name than the one dialled.
+  const other = issueServerCertificate(pki, mkdtempSync(join(tmpdir(), 'phantom-host-')), 'elsewhere', 'DNS:elsewhere.example');
+  const impostor = await startFakeAuthorizationServer(pki, { cert: readFileSync(other.cert, 'utf8'), key: readFileSync(other.key, 'utf8') });
+  try {
+    const wrongHost = new IntrospectionClient({ url: new URL(impostor.url), clientId: 'c', clientSecret: 's', ca: pki.ca, timeoutMs: 1000 }, 'mint');
+    await assert.rejects(wrongHost.introspect('t'), unavailable(/^as_unreachable:ERR_TLS_CERT_ALTNAME_INVALID$/));
+    assert.equal(impostor.seen.length, 0);
+  } finally {
+    await impostor.stop();
+  }
 });
 
 test('a refused connection is AuthorizationServerUnavailable', async () => {
