@@ -192,14 +192,14 @@ function parsePrivateKey(variable: string, pem: string): KeyObject {
  * Reads and checks the listener's TLS files: the key matches the leaf, the leaf is in date,
  * the CA bundle holds certificates. Used at start-up and again on each reload.
  */
-export function readTlsMaterial(paths: TlsPaths, now: number = Date.now()): TlsMaterial {
+export function readTlsMaterial(paths: TlsPaths): TlsMaterial {
   const { pem: cert, certificates } = readCertificateFile('PHANTOM_TLS_CERT', paths.cert);
   const key = readText('PHANTOM_TLS_KEY', paths.key);
   const leaf = certificates[0];
   if (leaf === undefined || !leaf.checkPrivateKey(parsePrivateKey('PHANTOM_TLS_KEY', key))) {
     throw new ConfigError('PHANTOM_TLS_KEY', 'does not match the certificate in PHANTOM_TLS_CERT');
   }
-  if (Date.parse(leaf.validTo) <= now) {
+  if (Date.parse(leaf.validTo) <= Date.now()) {
     throw new ConfigError('PHANTOM_TLS_CERT', `expired on ${leaf.validTo}`);
   }
   const clientCa = readCertificateFile('PHANTOM_TLS_CLIENT_CA', paths.clientCa).pem;

@@ -2,9 +2,10 @@
 // certificate (requestCert + rejectUnauthorized), so nothing of such a peer reaches HTTP.
 // The certificate's RFC 8705 thumbprint is computed once per TLS connection.
 import { X509Certificate, constants, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { ConfigError, readTlsMaterial, type Config, type TlsMaterial } from '../config.ts';
+import { ConfigError, readTlsMaterial, type Config, type TlsMaterial, type TlsPaths } from '../config.ts';
 
 // FAPI 2.0 §5.2.1 / BCP 195: under TLS 1.2 only ECDHE key exchange with AES-GCM, for RSA
 // and ECDSA certificates. TLS 1.3 suites are all AEAD and are left at OpenSSL's defaults.
@@ -64,8 +65,15 @@ function computeThumbprint(socket: TLSSocket): string | null {
   return certificate === undefined ? null : certificateThumbprint(certificate.raw);
 }
 
-function materialDigest(material: TlsMaterial): string {
-  return createHash('sha256').update(material.cert).update('\0').update(material.key).update('\0').update(material.clientCa).digest('base64url');
+/** A digest of the three files as they are on disk now; undefined while one is unreadable. */
+function filesDigest(paths: TlsPaths): string | undefined {
+  try {
+    const hash = createHash('sha256');
+    for (const path of [paths.cert, paths.key, paths.clientCa]) hash.update(readFileSync(path)).update('\0');
+    return hash.digest('base64url');
+  } catch {
+    return undefined;
+  }
 }
 
 interface SecureServer {
@@ -82,9 +90,12 @@ interface SecureServer {
  */
 export function reloadTlsOnChange(server: SecureServer, tls: Config['tls'], logger: Logger): () => void {
   if (tls.reloadIntervalSeconds === 0) return () => undefined;
-  let current = materialDigest(tls);
+  let current = filesDigest(tls.paths);
   let lastProblem: string | undefined;
   const check = (): void => {
+    // Unchanged files (the usual case) cost three reads and a hash; only a change is parsed.
+    const digest = filesDigest(tls.paths);
+    if (digest !== undefined && digest === current) return;
     let material: TlsMaterial;
     try {
       material = readTlsMaterial(tls.paths);
@@ -95,8 +106,6 @@ export function reloadTlsOnChange(server: SecureServer, tls: Config['tls'], logg
       return;
     }
     lastProblem = undefined;
-    const digest = materialDigest(material);
-    if (digest === current) return;
     server.setSecureContext(serverTlsOptions({ ...material, minVersion: tls.minVersion }));
     current = digest;
     logger.info({ not_after: new X509Certificate(material.cert).validTo }, 'TLS certificate and partner CA bundle reloaded');
