@@ -5,39 +5,34 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
-import { API_AUDIENCE, partnerToken, postForm, startTestAuthorizationServer } from '../support/as.ts';
+import { API_AUDIENCE, partnerToken, postForm } from '../support/as.ts';
 import { call } from '../support/client.ts';
-import { makePki, type Pki } from '../support/pki.ts';
-import { accessLineFor, accessLines, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
-import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';
+import type { Pki } from '../support/pki.ts';
+import { accessLineFor, type RunningSidecar } from '../support/sidecar.ts';
+import { startStack, type Stack } from '../support/stack.ts';
+import type { EchoUpstream } from '../support/upstream.ts';
 
 const CACHE_TTL_S = 1;
 
 describe('phantom-token sidecar against a real oidc-provider', () => {
+  let stack: Stack;
   let pki: Pki;
   let as: RunningAuthorizationServer;
   let upstream: EchoUpstream;
   let sidecar: RunningSidecar;
-  const introspections = (): number => as.requests.get('/token/introspection') ?? 0;
+  const introspections = (): number => stack.introspections();
 
   before(async () => {
-    pki = makePki();
-    as = await startTestAuthorizationServer(pki);
-    upstream = await startEchoUpstream();
-    sidecar = await startSidecar({
-      ...baseEnv(pki, upstream.url, as.introspectionUrl),
+    stack = await startStack((server) => ({
       PHANTOM_CACHE_MAX_TTL_S: String(CACHE_TTL_S),
-      PHANTOM_EXPECTED_ISSUER: as.issuer,
+      PHANTOM_EXPECTED_ISSUER: server.issuer,
       PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
       PHANTOM_REQUIRED_SCOPES: 'accounts',
-    });
+    }));
+    ({ pki, as, upstream, sidecar } = stack);
   });
 
-  after(async () => {
-    await sidecar?.stop();
-    await upstream?.stop();
-    await as?.stop();
-  });
+  after(() => stack?.stop());
 
   const asPartner = (identity: Pki['partnerA'], token: string, path = '/api/accounts?page=2') =>
     call({ port: sidecar.port, path, cert: identity.cert, key: identity.key, ca: pki.ca, headers: { authorization: `Bearer ${token}` } });

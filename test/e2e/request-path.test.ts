@@ -4,33 +4,29 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'node:https';
 import { connect, type TLSSocket } from 'node:tls';
 import type { RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
-import { partnerToken, startTestAuthorizationServer } from '../support/as.ts';
+import { partnerToken } from '../support/as.ts';
 import { call, type CallOptions } from '../support/client.ts';
-import { makePki, type Identity, type Pki } from '../support/pki.ts';
+import type { Identity, Pki } from '../support/pki.ts';
 import { accessLineFor, accessLines, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
-import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';
+import { startStack, type Stack } from '../support/stack.ts';
+import type { EchoUpstream } from '../support/upstream.ts';
 
 describe('the request path over real TLS', () => {
+  let stack: Stack;
   let pki: Pki;
   let as: RunningAuthorizationServer;
   let upstream: EchoUpstream;
   let sidecar: RunningSidecar;
   let token: string;
-  const introspections = (): number => as.requests.get('/token/introspection') ?? 0;
+  const introspections = (): number => stack.introspections();
 
   before(async () => {
-    pki = makePki();
-    as = await startTestAuthorizationServer(pki);
-    upstream = await startEchoUpstream();
-    sidecar = await startSidecar({ ...baseEnv(pki, upstream.url, as.introspectionUrl), PHANTOM_UPSTREAM_TIMEOUT_MS: '500' });
+    stack = await startStack(() => ({ PHANTOM_UPSTREAM_TIMEOUT_MS: '500' }));
+    ({ pki, as, upstream, sidecar } = stack);
     token = await partnerToken(as, 'partner-a', pki.partnerA, pki);
   });
 
-  after(async () => {
-    await sidecar?.stop();
-    await upstream?.stop();
-    await as?.stop();
-  });
+  after(() => stack?.stop());
 
   const asA = (options: Partial<CallOptions> = {}) =>
     call({ port: sidecar.port, cert: pki.partnerA.cert, key: pki.partnerA.key, ca: pki.ca, headers: { authorization: `Bearer ${token}` }, ...options });
