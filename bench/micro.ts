@@ -10,7 +10,7 @@ import { JwtMinter } from '../src/pipeline/upstream-token.ts';
 import { upstreamRequestHeaders } from '../src/pipeline/proxy.ts';
 import { createLogger, logAccess } from '../src/log.ts';
 import { SidecarMetrics } from '../src/metrics.ts';
-import { interactionIdOf } from '../src/server.ts';
+import { interactionIdOf } from '../src/http/interaction-id.ts';
 import type { IncomingMessage } from 'node:http';
 
 const x5t = 'BLGoa75IMxH8UOq8I-5r_71cSU6clDLY-ZyLrhrwAiY';
@@ -42,6 +42,6 @@ await measure('cache lookup (hit, new connection: hash)', () => cache.lookup(tok
 await measure('time, iss/aud, binding, scope checks', () => { checkTokenTimes(claims, Date.now() / 1000); checkIssuerAndAudience(claims, { expectedIssuer: 'https://as', expectedAudience: 'https://api', requiredScopes: [] }); checkCertificateBinding(claims.cnf, x5t, true); checkScopes(claims, ['accounts']); });
 await measure('minted JWT reuse', () => minter.jwtFor(entry, Math.floor(Date.now() / 1000)));
 await measure('upstream request headers', () => upstreamRequestHeaders(headers, { jwt: 'j', interactionId: 'i', clientIp: '127.0.0.1', host: 'h' }));
-const line = { interactionId: 'i', method: 'GET', url: '/api/accounts', status: 200, durationMs: 1.2, facts: { cache: 'hit' as const, clientId: 'partner-a', x5t } };
+const line = { interactionId: 'i', method: 'GET', path: '/api/accounts', status: 200, durationMs: 1.2, cache: 'hit' as const, clientId: 'partner-a', sub: undefined, x5t, reason: undefined, detail: undefined };
 await measure('access log line', () => logAccess(logger, line));
 await measure('metrics record', () => metrics.record(line));

@@ -1,8 +1,11 @@
 // The one error family of the request path, and the one place that turns it into an
 // HTTP response. Every stage throws what it means; only this file knows RFC 6750 §3.
 //
-// Descriptions are fixed strings chosen here, never built from the request or from the
-// authorization server's answer, so no token and no upstream text can reach a client.
+// A refusal carries a reason from the closed set in reasons.ts (logged, a metric label) and
+// optionally a detail (logged only). What the client reads is the reason's fixed public
+// description, never built from the request or from the authorization server's answer, so
+// no token and no upstream text can reach a client.
+import { REASON_DESCRIPTIONS, type RefusalReason } from './reasons.ts';
 
 /** RFC 6750 §3.1 error codes. Absent when the client sent no credentials at all. */
 export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope';
@@ -13,13 +16,17 @@ export abstract class SidecarError extends Error {
   readonly bearerError: BearerErrorCode | undefined = undefined;
   /** Whether a `WWW-Authenticate: Bearer` challenge belongs on this response. */
   readonly challenges: boolean = false;
-  /** Short machine-readable cause for the log line; never sent to the client. */
-  readonly reason: string;
+  /** Seconds for a Retry-After header, when trying again later may work. */
+  readonly retryAfterSeconds: number | undefined = undefined;
+  readonly reason: RefusalReason;
+  /** What varies within a reason (a status code, an error code): logged, never a label. */
+  readonly detail: string | undefined;
 
-  constructor(reason: string, description: string) {
-    super(description);
+  constructor(reason: RefusalReason, detail?: string) {
+    super(REASON_DESCRIPTIONS[reason]);
     this.name = new.target.name;
     this.reason = reason;
+    this.detail = detail;
   }
 }
 
@@ -50,7 +57,7 @@ export class InsufficientScope extends SidecarError {
   override readonly challenges = true;
   readonly requiredScope: string;
   constructor(requiredScope: string) {
-    super('scope_missing', 'The access token lacks a required scope');
+    super('scope_missing');
     this.requiredScope = requiredScope;
   }
 }
@@ -62,17 +69,14 @@ export class InsufficientScope extends SidecarError {
  */
 export class AuthorizationServerUnavailable extends SidecarError {
   readonly status = 503;
-  readonly retryAfterSeconds = 5;
-  constructor(reason: string) {
-    super(reason, 'The authorization server is unavailable; try again later');
-  }
+  override readonly retryAfterSeconds = 5;
 }
 
 /** The API refused the connection or broke it: 502. */
 export class UpstreamUnavailable extends SidecarError {
   readonly status = 502;
-  constructor(reason = 'upstream_unavailable') {
-    super(reason, 'The API is unavailable');
+  constructor(detail?: string) {
+    super('upstream_unavailable', detail);
   }
 }
 
@@ -80,24 +84,30 @@ export class UpstreamUnavailable extends SidecarError {
 export class UpstreamTimeout extends SidecarError {
   readonly status = 504;
   constructor() {
-    super('upstream_timeout', 'The API did not answer in time');
+    super('upstream_timeout');
   }
 }
 
-/** A request the HTTP layer refused before any stage ran (body too large, bad framing…). */
+/** A request refused at the HTTP level (method, host, size, rate, time), before any token. */
 export class RequestRejected extends SidecarError {
   readonly status: number;
-  constructor(status: number, reason: string) {
-    super(reason, status === 413 ? 'The request body is too large' : 'The request was rejected');
+  override readonly retryAfterSeconds: number | undefined;
+  /** The methods to list in `Allow` on a 405. */
+  readonly allow: string | undefined;
+
+  constructor(status: number, reason: RefusalReason, options: { detail?: string; retryAfterSeconds?: number; allow?: string } = {}) {
+    super(reason, options.detail);
     this.status = status;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.allow = options.allow;
   }
 }
 
 /** A fault of the sidecar itself. */
 export class InternalError extends SidecarError {
   readonly status = 500;
-  constructor(reason = 'internal_error') {
-    super(reason, 'Internal error');
+  constructor(detail?: string) {
+    super('internal_error', detail);
   }
 }
 
@@ -129,9 +139,8 @@ export function bearerChallenge(realm: string, error: SidecarError): string {
 export function toErrorResponse(error: SidecarError, realm: string): ErrorResponse {
   const headers: Record<string, string> = { 'cache-control': 'no-store' };
   if (error.challenges) headers['www-authenticate'] = bearerChallenge(realm, error);
-  if (error instanceof AuthorizationServerUnavailable) {
-    headers['retry-after'] = String(error.retryAfterSeconds);
-  }
+  if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
+  if (error instanceof RequestRejected && error.allow !== undefined) headers.allow = error.allow;
   const code = error.bearerError;
   const body = code === undefined
     ? { error_description: error.message }
@@ -144,16 +153,27 @@ interface ErrorWithStatus {
   code?: unknown;
 }
 
+// What Fastify and Node raise themselves, by their error code, in our words.
+const FOREIGN_CODES: Record<string, [number, RefusalReason]> = {
+  FST_ERR_BAD_URL: [400, 'malformed_url'],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'body_too_large'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'bad_request'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout'],
+};
+
 /**
- * Turns anything thrown on the request path into the family. Fastify's own 4xx errors
- * (body too large, bad content length) keep their status; everything else is ours: 500.
+ * Turns anything thrown on the request path into the family. Fastify's own 4xx errors keep
+ * their status with a reason of ours and their code as the detail; everything else is a 500.
  */
 export function asSidecarError(thrown: unknown): SidecarError {
   if (thrown instanceof SidecarError) return thrown;
   const { statusCode, code } = (typeof thrown === 'object' && thrown !== null ? thrown : {}) as ErrorWithStatus;
-  const reason = typeof code === 'string' ? code : 'internal_error';
+  const detail = typeof code === 'string' ? code : undefined;
+  const known = detail === undefined ? undefined : FOREIGN_CODES[detail];
+  if (known !== undefined) return new RequestRejected(known[0], known[1], { detail });
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    return new RequestRejected(statusCode, reason);
+    return new RequestRejected(statusCode, 'bad_request', { detail });
   }
-  return new InternalError(reason);
+  return new InternalError(detail);
 }
+

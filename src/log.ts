@@ -4,8 +4,9 @@
 // a second belt for anything logged with a request or error object attached.
 import { pino, type Logger } from 'pino';
 import type { LogLevel } from './config.ts';
+import type { RefusalReason } from './reasons.ts';
+import type { CacheOutcome } from './request-state.ts';
 
-export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'none';
 
 const REDACT_PATHS = [
   'req.headers.authorization',
@@ -36,45 +37,47 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
   return pino(options, stdout);
 }
 
-/** What the pipeline learnt about one request, filled in as the stages run. */
-export interface RequestFacts {
-  clientId?: string;
-  sub?: string;
-  cache: CacheOutcome;
-  /** SHA-256 thumbprint of the client certificate: public, and what a reviewer asks first. */
-  x5t?: string;
-  reason?: string;
-}
-
+/** The one line per request: built field by field from the request state, nothing else. */
 export interface AccessLine {
   interactionId: string;
   method: string;
-  /** The raw URL; only its path is logged, since the query may carry a token. */
-  url: string;
+  /** The path the API receives, or, for a request refused before its target was checked, the raw path. */
+  path: string;
   status: number;
   durationMs: number;
-  facts: RequestFacts;
+  clientId: string | undefined;
+  sub: string | undefined;
+  cache: CacheOutcome;
+  /** SHA-256 thumbprint of the client certificate: public, and what a reviewer asks first. */
+  x5t: string | undefined;
+  reason: RefusalReason | undefined;
+  detail: string | undefined;
 }
 
+// A refused target is logged as received (a security analyst wants it) but not without end.
+const MAX_LOGGED_PATH = 512;
+
+/** The path of a raw request target, without its query (which may carry a token). */
 export function pathOnly(url: string): string {
   const query = url.indexOf('?');
-  return query === -1 ? url : url.slice(0, query);
+  const path = query === -1 ? url : url.slice(0, query);
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
 }
 
 export function logAccess(logger: Logger, line: AccessLine): void {
-  const { facts } = line;
   logger.info(
     {
       interaction_id: line.interactionId,
       method: line.method,
-      path: pathOnly(line.url),
+      path: line.path,
       status: line.status,
       duration_ms: Math.round(line.durationMs * 100) / 100,
-      client_id: facts.clientId,
-      sub: facts.sub,
-      cache: facts.cache,
-      x5t: facts.x5t,
-      reason: facts.reason,
+      client_id: line.clientId,
+      sub: line.sub,
+      cache: line.cache,
+      x5t: line.x5t,
+      reason: line.reason,
+      detail: line.detail,
     },
     'request',
   );

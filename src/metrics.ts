@@ -40,8 +40,8 @@ export class SidecarMetrics {
   }
 
   record(line: AccessLine): void {
-    this.#requests.inc({ status: line.status, reason: line.facts.reason ?? '' });
+    this.#requests.inc({ status: line.status, reason: line.reason ?? '' });
     this.#duration.observe(line.durationMs / 1000);
-    if (line.facts.cache !== 'none') this.#cache.inc({ outcome: line.facts.cache });
+    if (line.cache !== 'none') this.#cache.inc({ outcome: line.cache });
   }
 }

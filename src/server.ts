@@ -4,14 +4,15 @@
 //   preHandler -> no token in a form body (2), introspection .. upstream token (3-7)
 //   handler    -> proxy (8)
 //   error      -> errors.ts (9); onResponse -> the one log line (10)
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { InternalError, RequestRejected, SidecarError, asSidecarError, toErrorResponse } from './errors.ts';
-import { logAccess } from './log.ts';
+import { RequestRejected } from './errors.ts';
+import { interactionIdOf } from './http/interaction-id.ts';
+import { errorReplier } from './http/reply-error.ts';
+import { stateOf } from './http/request-state-of.ts';
+import { logAccess, pathOnly } from './log.ts';
 import { SidecarMetrics } from './metrics.ts';
 import type { RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
@@ -22,44 +23,8 @@ import { connectionThumbprint, reloadTlsOnChange, serverTlsOptions } from './pip
 import { extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
 import { createUpstreamTokenSource, type UpstreamTokenSource } from './pipeline/upstream-token.ts';
 
-export const REALM = 'phantom-sidecar';
+// Only form bodies are read (to refuse a token in one); everything else streams.
 const BODY_LIMIT_BYTES = 1024 * 1024;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
- * FAPI `x-fapi-interaction-id`: the client's value when it is one RFC 4122 UUID, else a new
- * one, so whatever is echoed and logged has a known, harmless shape.
- */
-export function interactionIdOf(request: IncomingMessage): string {
-  // Node joins repeated x- headers with ", ", which no UUID matches: two values get a new id.
-  const value = request.headers['x-fapi-interaction-id'];
-  return typeof value === 'string' && UUID.test(value) ? value : randomUUID();
-}
-
-/** The one way an error leaves the sidecar, for the pipeline's errors and Fastify's own. */
-function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const failure = asSidecarError(error);
-  stateOf(request).facts.reason = failure.reason;
-  if (failure instanceof InternalError && !(error instanceof SidecarError)) logUnexpected(request, error);
-  const response = toErrorResponse(failure, REALM);
-  return reply.code(response.status).headers(response.headers).header('x-fapi-interaction-id', request.id).send(response.body);
-}
-
-/**
- * A bug, not a refusal: worth a line of its own. Only the error's class, code and stack
- * frames are logged; a message could quote a header or a token, so it is left out.
- */
-function logUnexpected(request: FastifyRequest, error: unknown): void {
-  const { name, code, stack } = (error instanceof Error ? error : new Error('non-error thrown')) as Error & { code?: unknown };
-  const frames = (stack ?? '').split('\n').slice(1, 6).map((frame) => frame.trim());
-  request.log.error({ err_name: name, err_code: typeof code === 'string' ? code : undefined, frames }, 'unexpected error');
-}
-
-function stateOf(request: FastifyRequest): RequestState {
-  // Set by the first hook; an error raised before any hook (a bad URL) still needs one.
-  request.phantom ??= { token: undefined, upstreamJwt: undefined, facts: { cache: 'none' }, startedAt: performance.now() };
-  return request.phantom;
-}
 
 export interface SidecarParts {
   introspector?: Introspector;
@@ -84,6 +49,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const authorise = createRequestAuthoriser(cache, tokens, config, now);
   const metrics = new SidecarMetrics(() => cache.size);
 
+  const replyWithError = errorReplier(logger);
   const app = Fastify({
     https: serverTlsOptions(config.tls),
     loggerInstance: logger as FastifyBaseLogger,
@@ -108,7 +74,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
     reply.header('x-fapi-interaction-id', request.id);
     const state = stateOf(request);
-    state.facts.x5t = connectionThumbprint(request.raw.socket as TLSSocket);
+    state.x5t = connectionThumbprint(request.raw.socket as TLSSocket);
     rejectTokenInQuery(request.url);
     state.token = extractBearerToken(request.raw.headersDistinct.authorization);
     done();
@@ -124,10 +90,15 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     const line = {
       interactionId: request.id,
       method: request.method,
-      url: request.url,
+      path: state.upstreamPath ?? pathOnly(request.url),
       status: reply.statusCode,
       durationMs: performance.now() - state.startedAt,
-      facts: state.facts,
+      clientId: state.clientId,
+      sub: state.sub,
+      cache: state.cache,
+      x5t: state.x5t,
+      reason: state.reason,
+      detail: state.detail,
     };
     logAccess(logger, line);
     metrics.record(line);
@@ -142,7 +113,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.all('/*', { logLevel: 'error' }, (request, reply) => forward(request, reply, basePath));
   // Reached only by methods outside Fastify's list: nothing to forward them with.
   app.setNotFoundHandler(() => {
-    throw new RequestRejected(405, 'method_not_supported');
+    throw new RequestRejected(405, 'method_not_allowed');
   });
 
   const stopTlsReload = reloadTlsOnChange(app.server, config.tls, logger);

@@ -13,21 +13,21 @@ export interface ClaimRules {
 
 export function checkTokenTimes(claims: TokenClaims, nowSeconds: number): void {
   if (claims.exp !== undefined && nowSeconds > claims.exp + CLOCK_LEEWAY_SECONDS) {
-    throw new InvalidToken('token_expired', 'The access token has expired');
+    throw new InvalidToken('token_expired');
   }
   if (claims.nbf !== undefined && nowSeconds + CLOCK_LEEWAY_SECONDS < claims.nbf) {
-    throw new InvalidToken('token_not_yet_valid', 'The access token is not yet valid');
+    throw new InvalidToken('token_not_yet_valid');
   }
 }
 
 export function checkIssuerAndAudience(claims: TokenClaims, rules: ClaimRules): void {
   if (rules.expectedIssuer !== undefined && claims.iss !== rules.expectedIssuer) {
-    throw new InvalidToken('issuer_mismatch', 'The access token was issued by another issuer');
+    throw new InvalidToken('issuer_mismatch');
   }
   if (rules.expectedAudience !== undefined) {
     const audiences = typeof claims.aud === 'string' ? [claims.aud] : claims.aud ?? [];
     if (!audiences.includes(rules.expectedAudience)) {
-      throw new InvalidToken('audience_mismatch', 'The access token is meant for another audience');
+      throw new InvalidToken('audience_mismatch');
     }
   }
 }

@@ -24,11 +24,11 @@ export function checkCertificateBinding(
   const bound = cnf?.['x5t#S256'];
   if (bound === undefined) {
     // A DPoP-bound token (RFC 9449) needs a proof this sidecar does not check: never a bearer.
-    if (cnf?.jkt !== undefined) throw new InvalidToken('dpop_bound_token', 'The access token is DPoP-bound');
-    if (requireBinding) throw new InvalidToken('token_not_bound', 'The access token is not certificate-bound');
+    if (cnf?.jkt !== undefined) throw new InvalidToken('dpop_bound_token');
+    if (requireBinding) throw new InvalidToken('token_not_bound');
     return;
   }
   if (thumbprint === undefined || !sameThumbprint(bound, thumbprint)) {
-    throw new InvalidToken('binding_mismatch', 'The access token is not bound to the presented certificate');
+    throw new InvalidToken('binding_mismatch');
   }
 }

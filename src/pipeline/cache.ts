@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Config } from '../config.ts';
-import type { CacheOutcome } from '../log.ts';
+import type { CacheOutcome } from '../request-state.ts';
 import type { Introspection, Introspector } from './introspect.ts';
 
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */

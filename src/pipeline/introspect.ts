@@ -141,13 +141,13 @@ export function basicCredentials(clientId: string, clientSecret: string): string
   return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
 }
 
-function failureReason(error: unknown): string {
-  const code = (error as { code?: unknown; name?: unknown }).code;
+function unreachable(error: unknown): AuthorizationServerUnavailable {
+  const code = (error as { code?: unknown }).code;
   const name = (error as { name?: unknown }).name;
   if (name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return 'as_timeout';
+    return new AuthorizationServerUnavailable('as_timeout');
   }
-  return `as_unreachable${typeof code === 'string' ? `:${code}` : ''}`;
+  return new AuthorizationServerUnavailable('as_unreachable', typeof code === 'string' ? code : undefined);
 }
 
 function isStaleConnection(error: unknown): boolean {
@@ -208,7 +208,7 @@ export class IntrospectionClient implements Introspector {
         if (error instanceof AuthorizationServerUnavailable) throw error;
         // Introspection reads and changes nothing, so asking again is safe.
         if (attempt === 1 && isStaleConnection(error) && !signal.aborted) continue;
-        throw new AuthorizationServerUnavailable(failureReason(error));
+        throw unreachable(error);
       }
     }
   }
@@ -221,7 +221,7 @@ export class IntrospectionClient implements Introspector {
       throw new AuthorizationServerUnavailable('as_rejected_sidecar_credentials');
     }
     if (this.#asJwt && (status === 200 || status === 204)) return parseAsJwtAnswer(status, contentType, text);
-    if (status !== 200) throw new AuthorizationServerUnavailable(`as_status_${status}`);
+    if (status !== 200) throw new AuthorizationServerUnavailable('as_error_status', String(status));
     if (contentType !== 'application/json') throw malformed();
     return parseIntrospectionJson(parseJson(text));
   }

@@ -83,7 +83,7 @@ interface ReplyFromError {
 
 function upstreamFailure(error: ReplyFromError): UpstreamTimeout | UpstreamUnavailable {
   if (error.statusCode === 504) return new UpstreamTimeout();
-  return new UpstreamUnavailable(`upstream_unavailable${error.cause?.code === undefined ? '' : `:${error.cause.code}`}`);
+  return new UpstreamUnavailable(error.cause?.code);
 }
 
 export async function registerProxy(app: FastifyInstance, upstream: Config['upstream']): Promise<void> {

@@ -1,6 +1,6 @@
 // Stages 3 to 7 in the order a request meets them, with no HTTP framework in sight, so the
 // whole decision is testable with plain objects. Any throw stops the request: fail closed.
-import { InvalidToken } from '../errors.ts';
+import { InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { RequestState } from '../request-state.ts';
 import { checkIssuerAndAudience, checkScopes, checkTokenTimes } from './authorize.ts';
@@ -23,18 +23,18 @@ export function createRequestAuthoriser(
   now: () => number = Date.now,
 ): RequestAuthoriser {
   return async (state, connection) => {
-    if (state.token === undefined) throw new InvalidToken('no_token', 'No access token was presented');
+    if (state.token === undefined) throw new MissingCredentials('no_credentials');
     const { entry, outcome } = await cache.lookup(state.token, connection);
-    state.facts.cache = outcome;
+    state.cache = outcome;
     const { introspection } = entry;
-    if (!introspection.active) throw new InvalidToken('token_inactive', 'The access token is not active');
+    if (!introspection.active) throw new InvalidToken('token_inactive');
     const { claims } = introspection;
-    state.facts.clientId = claims.client_id;
-    state.facts.sub = claims.sub;
+    state.clientId = claims.client_id;
+    state.sub = claims.sub;
     const nowSeconds = Math.floor(now() / 1000);
     checkTokenTimes(claims, nowSeconds);
     checkIssuerAndAudience(claims, rules);
-    checkCertificateBinding(claims.cnf, state.facts.x5t, rules.requireBinding);
+    checkCertificateBinding(claims.cnf, state.x5t, rules.requireBinding);
     checkScopes(claims, rules.requiredScopes);
     state.upstreamJwt = await tokens.jwtFor(entry, nowSeconds);
   };

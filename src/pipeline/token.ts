@@ -16,22 +16,22 @@ const SCHEME_AND_REST = /^([^\s]+)(?:\s+(.*))?$/s;
  */
 export function extractBearerToken(authorization: readonly string[] | undefined): string {
   if (authorization === undefined || authorization.length === 0) {
-    throw new MissingCredentials('no_credentials', 'No access token was presented');
+    throw new MissingCredentials('no_credentials');
   }
   if (authorization.length > 1) {
-    throw new InvalidRequest('multiple_authorization_headers', 'More than one Authorization header');
+    throw new InvalidRequest('multiple_authorization_headers');
   }
   const match = SCHEME_AND_REST.exec(authorization[0] ?? '');
-  if (match === null) throw new MissingCredentials('no_credentials', 'No access token was presented');
+  if (match === null) throw new MissingCredentials('no_credentials');
   const [, scheme = '', token = ''] = match;
   if (scheme.toLowerCase() !== 'bearer') {
-    throw new MissingCredentials('other_scheme', 'Only Bearer access tokens are accepted');
+    throw new MissingCredentials('other_scheme');
   }
   if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {
-    throw new InvalidRequest('token_too_long', 'The access token is too long');
+    throw new InvalidRequest('token_too_long');
   }
   if (!B64TOKEN.test(token)) {
-    throw new InvalidRequest('malformed_token', 'The Authorization header is not a valid Bearer credential');
+    throw new InvalidRequest('malformed_token');
   }
   return token;
 }
@@ -45,13 +45,13 @@ function carriesAccessToken(query: string): boolean {
 export function rejectTokenInQuery(url: string): void {
   const query = url.indexOf('?');
   if (query !== -1 && carriesAccessToken(url.slice(query + 1))) {
-    throw new InvalidRequest('token_in_query', 'Access tokens are not accepted in the URL');
+    throw new InvalidRequest('token_in_query');
   }
 }
 
 /** RFC 6750 §2.2 form-body tokens are refused too: the header is the one place. */
 export function rejectTokenInForm(body: Buffer): void {
   if (carriesAccessToken(body.toString('latin1'))) {
-    throw new InvalidRequest('token_in_body', 'Access tokens are not accepted in the request body');
+    throw new InvalidRequest('token_in_body');
   }
 }

@@ -22,7 +22,7 @@ const REUSE_MARGIN_SECONDS = 5;
 /** The RFC 9068 claims of a minted JWT; exp never past the opaque token's. */
 export function mintedClaims(claims: TokenClaims, settings: Pick<MintConfig, 'issuer' | 'audience' | 'ttlSeconds'>, nowSeconds: number): Record<string, unknown> {
   const exp = Math.min(nowSeconds + settings.ttlSeconds, claims.exp ?? Number.POSITIVE_INFINITY);
-  if (exp <= nowSeconds) throw new InvalidToken('token_expired', 'The access token has expired');
+  if (exp <= nowSeconds) throw new InvalidToken('token_expired');
   const minted: Record<string, unknown> = {
     iss: settings.issuer,
     aud: settings.audience,

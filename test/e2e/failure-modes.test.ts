@@ -52,7 +52,7 @@ describe('mint mode', () => {
   });
 
   const faults: [string, (res: import('node:http').ServerResponse) => void, RegExp][] = [
-    ['an AS 500', (res) => json(res, { error: 'server_error', error_description: 'db down at 10.0.0.7' }, 500), /^as_status_500$/],
+    ['an AS 500', (res) => json(res, { error: 'server_error', error_description: 'db down at 10.0.0.7' }, 500), /^as_error_status$/],
     ['an AS that hangs', () => undefined, /^as_timeout$/],
     ['garbage', (res) => json(res, '\u0000\u0001garbage'), /^as_malformed_response$/],
     ['"active": "true"', (res) => json(res, { ...boundAnswer(), active: 'true' }), /^as_malformed_response$/],

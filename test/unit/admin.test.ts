@@ -21,11 +21,11 @@ test('readyz follows readiness: 503 while starting or draining, 200 when ready',
 
 test('metrics count requests by status and reason, and cache outcomes', async () => {
   const metrics = new SidecarMetrics(() => 7);
-  const facts = { cache: 'hit' as const };
-  metrics.record({ interactionId: 'i', method: 'GET', url: '/a', status: 200, durationMs: 3, facts });
-  metrics.record({ interactionId: 'i', method: 'GET', url: '/a', status: 200, durationMs: 4, facts });
-  metrics.record({ interactionId: 'i', method: 'GET', url: '/a', status: 401, durationMs: 1, facts: { cache: 'miss', reason: 'binding_mismatch' } });
-  metrics.record({ interactionId: 'i', method: 'GET', url: '/a', status: 400, durationMs: 1, facts: { cache: 'none', reason: 'token_in_query' } });
+  const base = { interactionId: 'i', method: 'GET', path: '/a', clientId: undefined, sub: undefined, x5t: undefined, reason: undefined, detail: undefined };
+  metrics.record({ ...base, status: 200, durationMs: 3, cache: 'hit' });
+  metrics.record({ ...base, status: 200, durationMs: 4, cache: 'hit' });
+  metrics.record({ ...base, status: 401, durationMs: 1, cache: 'miss', reason: 'binding_mismatch' });
+  metrics.record({ ...base, status: 400, durationMs: 1, cache: 'none', reason: 'token_in_query' });
   const admin = buildAdmin({ logger: quiet, readiness: { ready: true }, jwks: { keys: [] }, metrics });
   const text = (await admin.inject('/metrics')).body;
   assert.match(text, /phantom_requests_total\{status="200",reason=""\} 2/);

@@ -16,15 +16,15 @@ import {
 } from '../../src/errors.ts';
 
 test('no credentials: 401 with a bare challenge and no error code (RFC 6750 §3.1)', () => {
-  const response = toErrorResponse(new MissingCredentials('no_credentials', 'No access token was presented'), 'r');
+  const response = toErrorResponse(new MissingCredentials('no_credentials'), 'r');
   assert.equal(response.status, 401);
   assert.equal(response.headers['www-authenticate'], 'Bearer realm="r"');
   assert.deepEqual(response.body, { error_description: 'No access token was presented' });
 });
 
 const coded = [
-  [new InvalidRequest('x', 'Bad request'), 400, 'invalid_request'],
-  [new InvalidToken('x', 'Bad token'), 401, 'invalid_token'],
+  [new InvalidRequest('malformed_token'), 400, 'invalid_request'],
+  [new InvalidToken('binding_mismatch'), 401, 'invalid_token'],
   [new InsufficientScope('accounts payments'), 403, 'insufficient_scope'],
 ] as const;
 for (const [error, status, code] of coded) {
@@ -44,8 +44,16 @@ test('insufficient_scope names the scopes needed', () => {
 });
 
 test('challenge values drop characters RFC 6750 does not allow', () => {
-  const challenge = bearerChallenge('a"b\\c\u0001', new InvalidToken('x', 'quote " and \\ backslash'));
-  assert.equal(challenge, 'Bearer realm="abc", error="invalid_token", error_description="quote  and  backslash"');
+  const challenge = bearerChallenge('a"b\\c\u0001', new InvalidToken('token_inactive'));
+  assert.equal(challenge, 'Bearer realm="abc", error="invalid_token", error_description="The access token is not valid for this request"');
+});
+
+test('no oracle: every invalid_token reason shows the same description', () => {
+  const reasons = ['token_inactive', 'token_expired', 'binding_mismatch', 'audience_mismatch', 'issuer_mismatch', 'token_not_bound', 'dpop_bound_token', 'not_an_access_token', 'token_without_subject', 'token_not_yet_valid'] as const;
+  const descriptions = new Set(reasons.map((reason) => toErrorResponse(new InvalidToken(reason), 'r').body.error_description));
+  assert.equal(descriptions.size, 1);
+  const challenges = new Set(reasons.map((reason) => bearerChallenge('r', new InvalidToken(reason))));
+  assert.equal(challenges.size, 1);
 });
 
 test('authorization server trouble is 503 with Retry-After and no challenge: never the client\'s fault', () => {
@@ -66,11 +74,15 @@ test('foreign errors: Fastify 4xx keep their status, anything else is a bare 500
   const tooLarge = asSidecarError(Object.assign(new Error('Request body is too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }));
   assert.ok(tooLarge instanceof RequestRejected);
   assert.equal(tooLarge.status, 413);
-  assert.equal(tooLarge.reason, 'FST_ERR_CTP_BODY_TOO_LARGE');
+  assert.equal(tooLarge.reason, 'body_too_large');
+  assert.equal(tooLarge.detail, 'FST_ERR_CTP_BODY_TOO_LARGE');
+  const other = asSidecarError(Object.assign(new Error('x'), { statusCode: 431, code: 'FST_SOMETHING' }));
+  assert.equal(other.status, 431);
+  assert.equal(other.reason, 'bad_request');
   const crash = asSidecarError(new TypeError('secret details eyJhbGciOi'));
   assert.ok(crash instanceof InternalError);
   assert.equal(toErrorResponse(crash, 'r').body.error_description, 'Internal error');
   assert.equal(asSidecarError('a string').status, 500);
-  const own = new InvalidToken('x', 'y');
+  const own = new InvalidToken('token_inactive');
   assert.equal(asSidecarError(own), own);
 });

@@ -17,8 +17,8 @@ before(async () => {
 });
 after(() => fake.stop());
 
-const unavailable = (reason: RegExp | string) => (error: unknown) =>
-  error instanceof AuthorizationServerUnavailable && (typeof reason === 'string' ? error.reason === reason : reason.test(error.reason));
+const unavailable = (reason: string, detail?: string) => (error: unknown) =>
+  error instanceof AuthorizationServerUnavailable && error.reason === reason && (detail === undefined || error.detail === detail);
 
 const client = (mode: 'mint' | 'as-jwt' = 'mint', overrides: { ca?: string; timeoutMs?: number } = {}) =>
   new IntrospectionClient(
@@ -52,9 +52,9 @@ test('the request: POST form with token and hint, Basic auth, JSON accepted, tok
   assert.deepEqual(Object.fromEntries(new URLSearchParams(seen.body)), { token: 'tok+/=', token_type_hint: 'access_token' });
 });
 
-const faults: [string, (res: import('node:http').ServerResponse) => void, string | RegExp][] = [
-  ['a 500', (res) => json(res, { error: 'server_error' }, 500), 'as_status_500'],
-  ['a 400', (res) => json(res, { error: 'invalid_request' }, 400), 'as_status_400'],
+const faults: [string, (res: import('node:http').ServerResponse) => void, string][] = [
+  ['a 500', (res) => json(res, { error: 'server_error' }, 500), 'as_error_status'],
+  ['a 400', (res) => json(res, { error: 'invalid_request' }, 400), 'as_error_status'],
   ['our credentials refused (401)', (res) => json(res, { error: 'invalid_client' }, 401), 'as_rejected_sidecar_credentials'],
   ['our credentials refused (403)', (res) => json(res, {}, 403), 'as_rejected_sidecar_credentials'],
   ['HTML instead of JSON', (res) => json(res, '<html>active</html>', 200, 'text/html'), 'as_malformed_response'],
@@ -63,7 +63,7 @@ const faults: [string, (res: import('node:http').ServerResponse) => void, string
   ['an endless body', (res) => json(res, `{"active":true,"x":"${'a'.repeat(100_000)}"}`), 'as_malformed_response'],
   ['a hang', () => undefined, 'as_timeout'],
   ['headers then a stalled body', (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.write('{"active":'); }, 'as_timeout'],
-  ['a dropped connection', (res) => res.socket?.destroy(), /^as_unreachable/],
+  ['a dropped connection', (res) => res.socket?.destroy(), 'as_unreachable'],
 ];
 for (const [name, respond, reason] of faults) {
   test(`${name} is AuthorizationServerUnavailable (${reason})`, async () => {
@@ -90,7 +90,7 @@ test('a connection closed under a request is retried once; twice is a failure', 
 test('an authorization server whose certificate is not trusted is never asked', async () => {
   fake.handle = (_r, res) => json(res, { active: true });
   const before = fake.seen.length;
-  await assert.rejects(client('mint', { ca: pki.partnerA.cert }).introspect('t'), unavailable(/^as_unreachable/));
+  await assert.rejects(client('mint', { ca: pki.partnerA.cert }).introspect('t'), unavailable('as_unreachable'));
   assert.equal(fake.seen.length, before);
 });
 
@@ -100,7 +100,7 @@ test('an authorization server whose certificate names another host is never aske
   const impostor = await startFakeAuthorizationServer(pki, { cert: readFileSync(other.cert, 'utf8'), key: readFileSync(other.key, 'utf8') });
   try {
     const wrongHost = new IntrospectionClient({ url: new URL(impostor.url), clientId: 'c', clientSecret: 's', ca: pki.ca, timeoutMs: 1000 }, 'mint');
-    await assert.rejects(wrongHost.introspect('t'), unavailable(/^as_unreachable:ERR_TLS_CERT_ALTNAME_INVALID$/));
+    await assert.rejects(wrongHost.introspect('t'), unavailable('as_unreachable', 'ERR_TLS_CERT_ALTNAME_INVALID'));
     assert.equal(impostor.seen.length, 0);
   } finally {
     await impostor.stop();
@@ -109,7 +109,7 @@ test('an authorization server whose certificate names another host is never aske
 
 test('a refused connection is AuthorizationServerUnavailable', async () => {
   const closed = new IntrospectionClient({ url: new URL('https://127.0.0.1:1/x'), clientId: 'c', clientSecret: 's', ca: pki.ca, timeoutMs: 500 }, 'mint');
-  await assert.rejects(closed.introspect('t'), unavailable('as_unreachable:ECONNREFUSED'));
+  await assert.rejects(closed.introspect('t'), unavailable('as_unreachable', 'ECONNREFUSED'));
 });
 
 const signer = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
