@@ -1,8 +1,13 @@
 // PHANTOM_* configuration: read once at start-up, validated whole, frozen.
 // A bad value becomes a ConfigError naming the variable; main.ts prints that one line and
 // exits 2. No message here ever contains a secret's value.
-import { readFileSync } from 'node:fs';
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { ConfigError, EnvReader, refuseUnknownVariables, type Env } from './config-env.ts';
+
+import { parsePrivateKey, readCertificateFile, readTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.ts';
+
+export { ConfigError };
+export type { TlsMaterial, TlsPaths };
 
 export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3';
 export type JwtAlg = 'ES256' | 'PS256' | 'EdDSA';
@@ -22,19 +27,6 @@ export interface AsJwtConfig {
   mode: 'as-jwt';
 }
 
-export interface TlsPaths {
-  cert: string;
-  key: string;
-  clientCa: string;
-}
-
-/** PEM texts of the listener's certificate chain, its key and the partner CA bundle. */
-export interface TlsMaterial {
-  cert: string;
-  key: string;
-  clientCa: string;
-}
-
 export interface Config {
   listen: { host: string; port: number };
   tls: TlsMaterial & {
@@ -43,8 +35,28 @@ export interface Config {
     paths: TlsPaths;
     /** Seconds between checks of those files; 0: never reloaded. */
     reloadIntervalSeconds: number;
+    handshakeTimeoutMs: number;
+    /** No connection is kept past this age: the next response on it closes it. */
+    maxConnectionAgeSeconds: number;
   };
-  upstream: { url: URL; timeoutMs: number };
+  /** What one partner may take of the listener. */
+  http: {
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    maxBodyBytes: number;
+    allowedMethods: readonly string[];
+    /** Host header values the sidecar answers for; undefined: any (and no X-Forwarded-Host). */
+    publicHosts: readonly string[] | undefined;
+    forwardCookies: boolean;
+    drainTimeoutSeconds: number;
+  };
+  limits: {
+    maxConcurrentPerClient: number;
+    maxFailedTokensPerMinute: number;
+    maxConcurrentIntrospections: number;
+  };
+  upstream: { url: URL; timeoutMs: number; connections: number; queueTimeoutMs: number };
   introspection: {
     url: URL;
     clientId: string;
@@ -52,172 +64,114 @@ export interface Config {
     ca: string | undefined;
     timeoutMs: number;
   };
-  cache: { maxEntries: number; maxTtlSeconds: number; negativeTtlSeconds: number };
+  cache: { maxEntries: number; maxTtlSeconds: number; negativeTtlSeconds: number; negativeMaxEntries: number };
   requireBinding: boolean;
+  requireTokenType: boolean;
   requiredScopes: readonly string[];
   expectedIssuer: string | undefined;
+  /** Undefined only when PHANTOM_ALLOW_ANY_AUDIENCE=true says so. */
   expectedAudience: string | undefined;
   upstreamToken: MintConfig | AsJwtConfig;
   admin: { host: string; port: number };
   logLevel: LogLevel;
-}
-
-export class ConfigError extends Error {
-  readonly variable: string;
-  constructor(variable: string, problem: string) {
-    super(`${variable}: ${problem}`);
-    this.name = 'ConfigError';
-    this.variable = variable;
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-/** Reads the environment through small typed accessors that all fail the same way. */
-class EnvReader {
-  readonly #env: Env;
-  constructor(env: Env) {
-    this.#env = env;
-  }
-
-  optional(name: string): string | undefined {
-    const value = this.#env[name];
-    return value === undefined || value.trim() === '' ? undefined : value.trim();
-  }
-
-  required(name: string): string {
-    const value = this.optional(name);
-    if (value === undefined) throw new ConfigError(name, 'is required');
-    return value;
-  }
-
-  /** A secret given inline or as `<NAME>_FILE` (how Kubernetes mounts Secrets). */
-  secret(name: string, { required }: { required: boolean }): string | undefined {
-    const inline = this.#env[name];
-    const path = this.optional(`${name}_FILE`);
-    if (inline !== undefined && inline !== '' && path !== undefined) {
-      throw new ConfigError(name, `set either ${name} or ${name}_FILE, not both`);
-    }
-    if (path !== undefined) {
-      const value = readText(`${name}_FILE`, path).replace(/\r?\n$/, '');
-      if (value === '') throw new ConfigError(`${name}_FILE`, `file ${path} is empty`);
-      return value;
-    }
-    if (inline === undefined || inline === '') {
-      if (required) throw new ConfigError(name, `is required (or ${name}_FILE)`);
-      return undefined;
-    }
-    return inline;
-  }
-
-  integer(name: string, fallback: number, min: number, max: number): number {
-    const raw = this.optional(name);
-    if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-    const value = Number(raw);
-    if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
-    return value;
-  }
-
-  boolean(name: string, fallback: boolean): boolean {
-    const raw = this.optional(name)?.toLowerCase();
-    if (raw === undefined) return fallback;
-    if (raw === 'true' || raw === '1' || raw === 'yes') return true;
-    if (raw === 'false' || raw === '0' || raw === 'no') return false;
-    throw new ConfigError(name, `must be true or false, got "${raw}"`);
-  }
-
-  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
-    const raw = this.optional(name);
-    if (raw === undefined) return fallback;
-    const match = allowed.find((candidate) => candidate === raw);
-    if (match === undefined) throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
-    return match;
-  }
-
-  url(name: string, protocols: readonly string[]): URL {
-    const raw = this.required(name);
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new ConfigError(name, 'is not a valid absolute URL');
-    }
-    if (!protocols.includes(url.protocol)) {
-      throw new ConfigError(name, `must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}, got ${url.protocol.replace(':', '')}`);
-    }
-    if (url.username !== '' || url.password !== '') {
-      throw new ConfigError(name, 'must not carry credentials in the URL');
-    }
-    return url;
-  }
-}
-
-function readText(variable: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new ConfigError(variable, `cannot read ${path} (${code})`);
-  }
-}
-
-function pemCertificates(variable: string, pem: string): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new ConfigError(variable, 'holds no PEM certificate');
-  return blocks.map((block) => {
-    try {
-      return new X509Certificate(block);
-    } catch {
-      throw new ConfigError(variable, 'holds a PEM certificate that does not parse');
-    }
-  });
-}
-
-function readCertificateFile(variable: string, path: string): { pem: string; certificates: X509Certificate[] } {
-  const pem = readText(variable, path);
-  return { pem, certificates: pemCertificates(variable, pem) };
-}
-
-function parsePrivateKey(variable: string, pem: string): KeyObject {
-  try {
-    return createPrivateKey(pem);
-  } catch {
-    // The parser's message may quote the input; this one never does.
-    throw new ConfigError(variable, 'is not a PEM private key');
-  }
-}
-
-/**
- * Reads and checks the listener's TLS files: the key matches the leaf, the leaf is in date,
- * the CA bundle holds certificates. Used at start-up and again on each reload.
- */
-export function readTlsMaterial(paths: TlsPaths): TlsMaterial {
-  const { pem: cert, certificates } = readCertificateFile('PHANTOM_TLS_CERT', paths.cert);
-  const key = readText('PHANTOM_TLS_KEY', paths.key);
-  const leaf = certificates[0];
-  if (leaf === undefined || !leaf.checkPrivateKey(parsePrivateKey('PHANTOM_TLS_KEY', key))) {
-    throw new ConfigError('PHANTOM_TLS_KEY', 'does not match the certificate in PHANTOM_TLS_CERT');
-  }
-  if (Date.parse(leaf.validTo) <= Date.now()) {
-    throw new ConfigError('PHANTOM_TLS_CERT', `expired on ${leaf.validTo}`);
-  }
-  const clientCa = readCertificateFile('PHANTOM_TLS_CLIENT_CA', paths.clientCa).pem;
-  return { cert, key, clientCa };
+  /** Settings that turn a check off or loosen it, as set: logged as a warning at start-up. */
+  weakened: readonly string[];
 }
 
 function readTls(env: EnvReader): Config['tls'] {
-  const paths = {
+  const paths: TlsPaths = {
     cert: env.required('PHANTOM_TLS_CERT'),
     key: env.required('PHANTOM_TLS_KEY'),
     clientCa: env.required('PHANTOM_TLS_CLIENT_CA'),
+    crl: env.optional('PHANTOM_TLS_CLIENT_CRL')?.split(/\s+/) ?? [],
   };
   return {
     ...readTlsMaterial(paths),
     minVersion: env.oneOf<TlsMinVersion>('PHANTOM_TLS_MIN_VERSION', 'TLSv1.2', ['TLSv1.2', 'TLSv1.3']),
     paths,
     reloadIntervalSeconds: env.integer('PHANTOM_TLS_RELOAD_INTERVAL_S', 60, 0, 86_400),
+    handshakeTimeoutMs: env.integer('PHANTOM_TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 120_000),
+    maxConnectionAgeSeconds: env.integer('PHANTOM_TLS_MAX_CONNECTION_AGE_S', 3600, 1, 86_400),
   };
+}
+
+// RFC 9110 §9 methods an API may serve. CONNECT and TRACE are not among them: a proxy that
+// tunnels or reflects requests has no place in front of an API.
+const API_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+function readAllowedMethods(env: EnvReader): readonly string[] {
+  const raw = env.optional('PHANTOM_ALLOWED_METHODS');
+  if (raw === undefined) return API_METHODS;
+  const methods = raw.split(/\s+/);
+  for (const method of methods) {
+    if (!(API_METHODS as readonly string[]).includes(method)) {
+      throw new ConfigError('PHANTOM_ALLOWED_METHODS', `"${method}" is not one of ${API_METHODS.join(' ')}`);
+    }
+  }
+  return [...new Set(methods)];
+}
+
+// A Host header value: a name or an IPv4/bracketed IPv6 address, and a port where not 443.
+const HOST_VALUE = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/;
+
+function readPublicHosts(env: EnvReader): readonly string[] | undefined {
+  const raw = env.optional('PHANTOM_PUBLIC_HOSTS');
+  if (raw === undefined) return undefined;
+  const hosts = raw.toLowerCase().split(/\s+/);
+  for (const host of hosts) {
+    if (!HOST_VALUE.test(host)) throw new ConfigError('PHANTOM_PUBLIC_HOSTS', `"${host}" is not a host as a Host header carries it`);
+    if (host.endsWith(':443')) throw new ConfigError('PHANTOM_PUBLIC_HOSTS', `write "${host.slice(0, -4)}" without :443, as clients send it`);
+  }
+  return hosts;
+}
+
+function readHttp(env: EnvReader): Config['http'] {
+  const headersTimeoutMs = env.integer('PHANTOM_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
+  const requestTimeoutMs = env.integer('PHANTOM_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000);
+  // Node refuses a request timeout shorter than the head's.
+  if (requestTimeoutMs < headersTimeoutMs) {
+    throw new ConfigError('PHANTOM_REQUEST_TIMEOUT_MS', `must not be below PHANTOM_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`);
+  }
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: env.integer('PHANTOM_KEEPALIVE_TIMEOUT_MS', 50_000, 100, 600_000),
+    maxBodyBytes: env.integer('PHANTOM_MAX_BODY_BYTES', 10_485_760, 0, 1_073_741_824),
+    allowedMethods: readAllowedMethods(env),
+    publicHosts: readPublicHosts(env),
+    forwardCookies: env.boolean('PHANTOM_FORWARD_COOKIES', false),
+    drainTimeoutSeconds: env.integer('PHANTOM_DRAIN_TIMEOUT_S', 20, 1, 3600),
+  };
+}
+
+function readLimits(env: EnvReader): Config['limits'] {
+  return {
+    maxConcurrentPerClient: env.integer('PHANTOM_MAX_CONCURRENT_PER_CLIENT', 64, 1, 100_000),
+    maxFailedTokensPerMinute: env.integer('PHANTOM_MAX_FAILED_TOKENS_PER_MIN', 60, 1, 1_000_000),
+    maxConcurrentIntrospections: env.integer('PHANTOM_MAX_CONCURRENT_INTROSPECTIONS', 64, 1, 10_000),
+  };
+}
+
+function readUpstream(env: EnvReader): Config['upstream'] {
+  return {
+    url: env.url('PHANTOM_UPSTREAM_URL', ['http:', 'https:']),
+    timeoutMs: env.integer('PHANTOM_UPSTREAM_TIMEOUT_MS', 30_000, 1, 3_600_000),
+    connections: env.integer('PHANTOM_UPSTREAM_CONNECTIONS', 128, 1, 10_000),
+    queueTimeoutMs: env.integer('PHANTOM_UPSTREAM_QUEUE_TIMEOUT_MS', 1000, 0, 60_000),
+  };
+}
+
+/** PHANTOM_EXPECTED_AUDIENCE is required: without it a token for any API would pass. */
+function readExpectedAudience(env: EnvReader): string | undefined {
+  const audience = env.optional('PHANTOM_EXPECTED_AUDIENCE');
+  const anyAudience = env.boolean('PHANTOM_ALLOW_ANY_AUDIENCE', false);
+  if (audience !== undefined && anyAudience) {
+    throw new ConfigError('PHANTOM_ALLOW_ANY_AUDIENCE', 'cannot be true while PHANTOM_EXPECTED_AUDIENCE is set');
+  }
+  if (audience === undefined && !anyAudience) {
+    throw new ConfigError('PHANTOM_EXPECTED_AUDIENCE', 'is required (or PHANTOM_ALLOW_ANY_AUDIENCE=true to accept tokens for any API)');
+  }
+  return audience;
 }
 
 function readIntrospection(env: EnvReader): Config['introspection'] {
@@ -265,6 +219,7 @@ function readUpstreamToken(env: EnvReader): MintConfig | AsJwtConfig {
 const PORT_MAX = 65_535;
 
 export function loadConfig(environment: Env = process.env): Config {
+  refuseUnknownVariables(environment);
   const env = new EnvReader(environment);
   const requiredScopes = env.optional('PHANTOM_REQUIRED_SCOPES')?.split(/\s+/) ?? [];
   const config: Config = {
@@ -273,29 +228,41 @@ export function loadConfig(environment: Env = process.env): Config {
       port: env.integer('PHANTOM_LISTEN_PORT', 8443, 0, PORT_MAX),
     },
     tls: readTls(env),
-    upstream: {
-      url: env.url('PHANTOM_UPSTREAM_URL', ['http:', 'https:']),
-      timeoutMs: env.integer('PHANTOM_UPSTREAM_TIMEOUT_MS', 30_000, 1, 3_600_000),
-    },
+    http: readHttp(env),
+    limits: readLimits(env),
+    upstream: readUpstream(env),
     introspection: readIntrospection(env),
     cache: {
       maxEntries: env.integer('PHANTOM_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
       maxTtlSeconds: env.integer('PHANTOM_CACHE_MAX_TTL_S', 300, 0, 86_400),
       negativeTtlSeconds: env.integer('PHANTOM_CACHE_NEGATIVE_TTL_S', 5, 0, 3600),
+      negativeMaxEntries: env.integer('PHANTOM_CACHE_NEGATIVE_MAX_ENTRIES', 1000, 1, 1_000_000),
     },
     requireBinding: env.boolean('PHANTOM_REQUIRE_BINDING', true),
+    requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
     expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER'),
-    expectedAudience: env.optional('PHANTOM_EXPECTED_AUDIENCE'),
+    expectedAudience: readExpectedAudience(env),
     upstreamToken: readUpstreamToken(env),
     admin: {
       host: env.optional('PHANTOM_ADMIN_HOST') ?? '0.0.0.0',
       port: env.integer('PHANTOM_ADMIN_PORT', 9090, 0, PORT_MAX),
     },
     logLevel: env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    weakened: [],
   };
   if (config.admin.port !== 0 && config.admin.port === config.listen.port && config.admin.host === config.listen.host) {
     throw new ConfigError('PHANTOM_ADMIN_PORT', `must differ from PHANTOM_LISTEN_PORT (${config.listen.port})`);
   }
-  return Object.freeze(config);
+  return Object.freeze({ ...config, weakened: weakenedSettings(config) });
+}
+
+/** Each setting that loosens a default check, named as the operator set it. */
+function weakenedSettings(config: Config): string[] {
+  const weakened: string[] = [];
+  if (config.expectedAudience === undefined) weakened.push('PHANTOM_ALLOW_ANY_AUDIENCE=true');
+  if (!config.requireBinding) weakened.push('PHANTOM_REQUIRE_BINDING=false');
+  if (!config.requireTokenType) weakened.push('PHANTOM_REQUIRE_TOKEN_TYPE=false');
+  if (config.http.forwardCookies) weakened.push('PHANTOM_FORWARD_COOKIES=true');
+  return weakened;
 }

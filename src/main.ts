@@ -32,7 +32,9 @@ async function main(): Promise<void> {
   const config = readConfig();
   const logger = createLogger(config.logLevel);
   const readiness: Readiness = { ready: false };
-  const { app, tokens, metrics } = await buildSidecar(config, { logger });
+  for (const setting of config.weakened) logger.warn({ setting }, 'a check is loosened by configuration');
+  const sidecar = await buildSidecar(config, { logger });
+  const { app, tokens, metrics } = sidecar;
   const admin = buildAdmin({ logger, readiness, jwks: tokens.jwks, metrics });
 
   try {
@@ -52,13 +54,22 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
+  // SIGTERM: no new connections; every request already accepted is answered in full, each on
+  // a connection that then closes; past PHANTOM_DRAIN_TIMEOUT_S what is left is cut.
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     readiness.ready = false;
-    logger.info({ signal }, 'draining');
+    logger.info({ signal, drain_timeout_s: config.http.drainTimeoutSeconds }, 'draining');
+    sidecar.drain();
+    const deadline = setTimeout(() => {
+      logger.warn('drain timeout: closing the connections left');
+      app.server.closeAllConnections();
+    }, config.http.drainTimeoutSeconds * 1000);
+    deadline.unref();
     await app.close();
     await admin.close();
+    logger.flush();
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));

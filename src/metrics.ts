@@ -1,7 +1,34 @@
 // Prometheus metrics for the admin listener's GET /metrics, on prom-client. Label values come
-// from fixed sets (status codes, the pipeline's reasons, cache outcomes), never from a request.
+// from fixed sets (status codes, the closed set of reasons, cache outcomes), never from a
+// request.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AccessLine } from './log.ts';
+
+/** What the gauges read at scrape time. */
+export interface MetricSources {
+  activeEntries(): number;
+  inactiveEntries(): number;
+  introspectionsInFlight(): number;
+  upstreamSlotsInUse(): number;
+  /** The server certificate's notAfter, ms since the epoch. */
+  serverNotAfterMs(): number;
+  /** The earliest nextUpdate of the partner CRLs, ms since the epoch; undefined without CRLs. */
+  crlNextUpdateMs(): number | undefined;
+  now(): number;
+}
+
+function gauge(registry: Registry, name: string, help: string, read: () => number | undefined): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const value = read();
+      if (value === undefined) this.reset();
+      else this.set(value);
+    },
+  });
+}
 
 export class SidecarMetrics {
   readonly registry = new Registry();
@@ -9,7 +36,7 @@ export class SidecarMetrics {
   readonly #duration: Histogram;
   readonly #cache: Counter<'outcome'>;
 
-  constructor(cacheSize: () => number) {
+  constructor(sources: MetricSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'phantom_' });
     this.#requests = new Counter({
       name: 'phantom_requests_total',
@@ -29,14 +56,18 @@ export class SidecarMetrics {
       labelNames: ['outcome'],
       registers: [this.registry],
     });
-    new Gauge({
-      name: 'phantom_introspection_cache_entries',
-      help: 'Introspection answers held in the cache',
-      registers: [this.registry],
-      collect() {
-        this.set(cacheSize());
-      },
-    });
+    const seconds = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : (ms - sources.now()) / 1000);
+    gauge(this.registry, 'phantom_introspection_cache_entries', 'Active introspection answers held in the cache', sources.activeEntries);
+    gauge(this.registry, 'phantom_introspection_cache_inactive_entries', 'Inactive introspection answers held in their own cache', sources.inactiveEntries);
+    gauge(this.registry, 'phantom_introspections_in_flight', 'Calls to the authorization server under way', sources.introspectionsInFlight);
+    gauge(this.registry, 'phantom_upstream_slots_in_use', 'Upstream connections held by requests', sources.upstreamSlotsInUse);
+    gauge(this.registry, 'phantom_tls_server_certificate_expiry_seconds', 'Seconds until the server certificate\'s notAfter', () => seconds(sources.serverNotAfterMs()));
+    gauge(
+      this.registry,
+      'phantom_tls_crl_next_update_seconds',
+      'Seconds until the earliest nextUpdate of the partner CRLs; negative: a CRL is stale and its partners fail the handshake',
+      () => seconds(sources.crlNextUpdateMs()),
+    );
   }
 
   record(line: AccessLine): void {

@@ -54,6 +54,8 @@ export const REASON_DESCRIPTIONS = {
   upstream_unavailable: 'The API is unavailable',
   upstream_timeout: 'The API did not answer in time',
   upstream_busy: 'The API is busy; try again later',
+  // The client went away before an answer could be sent (logged as 499, as nginx does).
+  client_closed_request: 'The client closed the request',
   // The sidecar itself.
   shutting_down: 'The server is shutting down; try again',
   internal_error: 'Internal error',

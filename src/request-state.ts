@@ -12,6 +12,8 @@ export interface RequestState {
   x5t: string | undefined;
   /** The path the API receives (base path included, no query); set once the target is checked. */
   upstreamPath: string | undefined;
+  /** The Host header as PHANTOM_PUBLIC_HOSTS vouched for it; undefined without that setting. */
+  checkedHost: string | undefined;
   /** The JWT of stage 7, for the proxy. */
   upstreamJwt: string | undefined;
   /** The token's client and subject, once introspected: for the access line. */
@@ -22,7 +24,13 @@ export interface RequestState {
   reason: RefusalReason | undefined;
   /** What varies within the reason (an AS status, an error code): logged, never a label. */
   detail: string | undefined;
+  /** The status of a response the sidecar could not write through Fastify (a timeout). */
+  rawStatus: number | undefined;
   startedAt: number;
+  /** Whether the response is over (sent, or the connection gone). */
+  ended: boolean;
+  /** What to give back when the response is over: a partner's slot, an upstream slot. */
+  atEnd: Array<() => void>;
 }
 
 export function newRequestState(): RequestState {
@@ -36,8 +44,26 @@ export function newRequestState(): RequestState {
     cache: 'none',
     reason: undefined,
     detail: undefined,
+    checkedHost: undefined,
+    rawStatus: undefined,
     startedAt: performance.now(),
+    ended: false,
+    atEnd: [],
   };
+}
+
+/** Runs `release` when the response is over, or at once if it already is. */
+export function releaseAtEnd(state: RequestState, release: () => void): void {
+  if (state.ended) release();
+  else state.atEnd.push(release);
+}
+
+/** The response is over: everything held for it is given back, once. */
+export function endRequest(state: RequestState): void {
+  if (state.ended) return;
+  state.ended = true;
+  for (const release of state.atEnd) release();
+  state.atEnd.length = 0;
 }
 
 declare module 'fastify' {

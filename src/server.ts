@@ -1,30 +1,42 @@
 // The mTLS listener: builds the Fastify app and wires the stages in the order a request
 // meets them. Hooks map one-to-one onto stages:
-//   onRequest  -> interaction id, TLS thumbprint (1), token extraction (2)
-//   preHandler -> no token in a form body (2), introspection .. upstream token (3-7)
-//   handler    -> proxy (8)
-//   error      -> errors.ts (9); onResponse -> the one log line (10)
+//   listener   -> TLS handshake (1), timeouts, CONNECT and unparsable requests refused
+//   onRequest  -> interaction id, connection age, partner thumbprint (1), method, target and
+//                 Host (2), declared body size, partner concurrency, token extraction (3)
+//   preHandler -> no token in a form body (3), introspection .. upstream token (4-8)
+//   handler    -> upstream slot and proxy (9)
+//   errors     -> errors.ts; on the response's end -> the one access line and the metrics
+import type { IncomingMessage } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { RequestRejected } from './errors.ts';
+import { RequestRejected, asSidecarError, type SidecarError } from './errors.ts';
+import { AccessRecorder, accessLineOf } from './http/access.ts';
+import { ConnectionRules } from './http/connections.ts';
 import { interactionIdOf } from './http/interaction-id.ts';
+import { createListener } from './http/listener.ts';
+import { writeRawRefusal } from './http/raw-refusal.ts';
 import { errorReplier } from './http/reply-error.ts';
 import { stateOf } from './http/request-state-of.ts';
-import { logAccess, pathOnly } from './log.ts';
 import { SidecarMetrics } from './metrics.ts';
-import type { RequestState } from './request-state.ts';
+import { endRequest, newRequestState, releaseAtEnd, type RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
-import { forward, registerProxy, upstreamBasePath } from './pipeline/proxy.ts';
+import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
+import { PartnerLimits } from './pipeline/partner-limits.ts';
+import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './pipeline/proxy.ts';
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
-import { connectionThumbprint, reloadTlsOnChange, serverTlsOptions } from './pipeline/tls.ts';
+import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './pipeline/request-target.ts';
+import { TlsReloader, connectionThumbprint } from './pipeline/tls.ts';
 import { extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
 import { createUpstreamTokenSource, type UpstreamTokenSource } from './pipeline/upstream-token.ts';
 
 // Only form bodies are read (to refuse a token in one); everything else streams.
-const BODY_LIMIT_BYTES = 1024 * 1024;
+const FORM_LIMIT_BYTES = 1024 * 1024;
 
 export interface SidecarParts {
   introspector?: Introspector;
@@ -38,45 +50,128 @@ export interface Sidecar {
   cache: IntrospectionCache;
   tokens: UpstreamTokenSource;
   metrics: SidecarMetrics;
+  tls: TlsReloader;
+  limits: PartnerLimits;
+  /** Starts a graceful drain: every response from now on closes its connection. */
+  drain(): void;
+}
+
+/** Errors Node raises on a connection before Fastify has a request: the client's, never ours. */
+function clientErrorOf(error: NodeJS.ErrnoException): SidecarError {
+  const refusal = asSidecarError(error);
+  return refusal.status >= 500 ? new RequestRejected(400, 'bad_request', { detail: error.code }) : refusal;
 }
 
 export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
   const { logger } = parts;
   const now = parts.now ?? Date.now;
-  const introspector = parts.introspector ?? new IntrospectionClient(config.introspection, config.upstreamToken.mode);
+  const introspector = new IntrospectionCapacity(
+    parts.introspector ?? new IntrospectionClient(config.introspection, config.upstreamToken.mode),
+    config.limits.maxConcurrentIntrospections,
+  );
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const cache = new IntrospectionCache(introspector, config.cache, now);
-  const authorise = createRequestAuthoriser(cache, tokens, config, now);
-  const metrics = new SidecarMetrics(() => cache.size);
-
+  const limits = new PartnerLimits(config.limits, now);
+  const authorise = createRequestAuthoriser({
+    cache,
+    tokens,
+    limits,
+    now,
+    rules: {
+      requireBinding: config.requireBinding,
+      requiredScopes: config.requiredScopes,
+      expectedIssuer: config.expectedIssuer,
+      expectedAudience: config.expectedAudience,
+      // An AS-issued JWT stands for an access token by construction.
+      requireTokenType: config.requireTokenType && config.upstreamToken.mode !== 'as-jwt',
+    },
+  });
+  const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
+  const connections = new ConnectionRules(config.tls.maxConnectionAgeSeconds, now);
+  const slots = new UpstreamSlots(config.upstream.connections);
+  // Reads the TLS state the reloader keeps; the reloader needs the server, made below.
+  let tls: TlsReloader | undefined;
+  const metrics = new SidecarMetrics({
+    activeEntries: () => cache.size,
+    inactiveEntries: () => cache.inactiveSize,
+    introspectionsInFlight: () => introspector.inFlight,
+    upstreamSlotsInUse: () => slots.used,
+    serverNotAfterMs: () => (tls?.material ?? config.tls).serverNotAfterMs,
+    crlNextUpdateMs: () => (tls?.material ?? config.tls).crlNextUpdateMs,
+    now,
+  });
+  const access = new AccessRecorder(logger, metrics);
   const replyWithError = errorReplier(logger);
+  // The state of the request each connection is serving, for a timeout Node reports on the socket.
+  const serving = new WeakMap<Duplex, RequestState>();
+
+  const onClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const refusal = clientErrorOf(error);
+    const current = serving.get(socket);
+    if (current !== undefined) {
+      // Fastify's request on this connection gets its access line when its response ends.
+      current.reason = refusal.reason;
+      current.detail = refusal.detail;
+      current.rawStatus = refusal.status;
+    } else {
+      const state = newRequestState();
+      state.reason = refusal.reason;
+      state.detail = refusal.detail;
+      access.record(accessLineOf({ interactionId: '-', method: '-', rawUrl: '-', sentStatus: refusal.status }, state));
+    }
+    writeRawRefusal(socket, refusal, '-');
+  };
+
   const app = Fastify({
-    https: serverTlsOptions(config.tls),
+    serverFactory: (handler) => createListener(config, handler),
     loggerInstance: logger as FastifyBaseLogger,
-    // Fastify's own pair of lines per request is off: logAccess writes the one line.
+    // Fastify's own pair of lines per request is off: the access recorder writes the one line.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'interaction_id' }),
     genReqId: interactionIdOf,
-    bodyLimit: BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    bodyLimit: FORM_LIMIT_BYTES,
+    // A drain closes connections after their current response instead (see drain()).
+    return503OnClosing: false,
     // Errors raised before routing (a malformed URL) would otherwise get Fastify's own body,
     // which quotes the URL, query and all.
     frameworkErrors: replyWithError,
+    clientErrorHandler: onClientError,
   });
   app.decorateRequest('phantom', null as unknown as RequestState);
 
-  // Bodies stream to the API untouched; only forms are read, to refuse a token inside one.
+  // Bodies stream to the API within PHANTOM_MAX_BODY_BYTES; only forms are read, to refuse a
+  // token inside one.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, limitedBody(payload, config.http.maxBodyBytes)));
+
+  const whenOver = (request: FastifyRequest, reply: FastifyReply, state: RequestState): void => {
+    const socket = request.raw.socket;
+    serving.set(socket, state);
+    reply.raw.once('close', () => {
+      if (serving.get(socket) === state) serving.delete(socket);
+      endRequest(state);
+      const sentStatus = reply.raw.headersSent ? reply.raw.statusCode : undefined;
+      access.record(accessLineOf({ interactionId: request.id, method: request.method, rawUrl: request.raw.url ?? '', sentStatus }, state));
+    });
+  };
 
   // Callback-style hooks where no await is needed: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
     // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
     reply.header('x-fapi-interaction-id', request.id);
     const state = stateOf(request);
-    state.x5t = connectionThumbprint(request.raw.socket as TLSSocket);
-    rejectTokenInQuery(request.url);
-    state.token = extractBearerToken(request.raw.headersDistinct.authorization);
+    whenOver(request, reply, state);
+    const { raw } = request;
+    if (connections.mustClose(raw.socket)) reply.header('connection', 'close');
+    state.x5t = connectionThumbprint(raw.socket as TLSSocket);
+    checkMethod(request.method, target);
+    state.upstreamPath = upstreamPathOf(raw.url ?? '', target);
+    state.checkedHost = checkedHost(raw.headers.host, target);
+    checkDeclaredLength(raw.headers['content-length'], config.http.maxBodyBytes);
+    releaseAtEnd(state, limits.enter(state.x5t ?? ''));
+    rejectTokenInQuery(raw.url ?? '');
+    state.token = extractBearerToken(raw.headersDistinct.authorization);
     done();
   });
 
@@ -85,41 +180,61 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     return authorise(request.phantom, request.raw.socket);
   });
 
-  app.addHook('onResponse', (request, reply, done) => {
-    const state = stateOf(request);
-    const line = {
-      interactionId: request.id,
-      method: request.method,
-      path: state.upstreamPath ?? pathOnly(request.url),
-      status: reply.statusCode,
-      durationMs: performance.now() - state.startedAt,
-      clientId: state.clientId,
-      sub: state.sub,
-      cache: state.cache,
-      x5t: state.x5t,
-      reason: state.reason,
-      detail: state.detail,
-    };
-    logAccess(logger, line);
-    metrics.record(line);
-    done();
-  });
-
   app.setErrorHandler(replyWithError);
 
   await registerProxy(app, config.upstream);
+  const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies });
+  const forwardWithSlot = (request: FastifyRequest, reply: FastifyReply, release: () => void): FastifyReply => {
+    releaseAtEnd(request.phantom, release);
+    return forward(request, reply, hooks);
+  };
   // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
-  const basePath = upstreamBasePath(config.upstream.url);
-  app.all('/*', { logLevel: 'error' }, (request, reply) => forward(request, reply, basePath));
-  // Reached only by methods outside Fastify's list: nothing to forward them with.
+  app.all('/*', { logLevel: 'error' }, (request, reply) => {
+    const slot = slots.acquire(config.upstream.queueTimeoutMs);
+    if (typeof slot === 'function') return forwardWithSlot(request, reply, slot);
+    return slot.then((release) => forwardWithSlot(request, reply, release));
+  });
+  // Reached only by methods outside Fastify's list, which stage 2 has already refused.
   app.setNotFoundHandler(() => {
-    throw new RequestRejected(405, 'method_not_allowed');
+    throw new RequestRejected(405, 'method_not_allowed', { allow: target.allow });
   });
 
-  const stopTlsReload = reloadTlsOnChange(app.server, config.tls, logger);
+  // The https server createListener made (Fastify's types assume plain http with a factory).
+  const server = app.server as unknown as HttpsServer;
+  // Node answers CONNECT outside the request handler; without a listener it drops the socket.
+  server.on('connect', (request: IncomingMessage, socket: Duplex) => {
+    const refusal = new RequestRejected(405, 'method_not_allowed', { allow: target.allow, detail: 'CONNECT' });
+    const state = newRequestState();
+    state.reason = refusal.reason;
+    state.detail = refusal.detail;
+    const interactionId = interactionIdOf(request);
+    access.record(accessLineOf({ interactionId, method: 'CONNECT', rawUrl: '-', sentStatus: refusal.status }, state));
+    writeRawRefusal(socket, refusal, interactionId);
+  });
+  server.on('secureConnection', (socket: Socket) => connections.born(socket));
+  const reloader = new TlsReloader(server, config.tls, logger, {
+    onTrustChanged: (generation) => {
+      connections.trustChanged(generation);
+      // Idle connections made under the old trust go now; busy ones after their response.
+      server.closeIdleConnections();
+    },
+  }, now);
+  tls = reloader;
+  reloader.start();
   app.addHook('onClose', async () => {
-    stopTlsReload();
+    reloader.stop();
     await introspector.close();
   });
-  return { app, cache, tokens, metrics };
+  return {
+    app,
+    cache,
+    tokens,
+    metrics,
+    tls: reloader,
+    limits,
+    drain: () => {
+      connections.drain();
+      server.closeIdleConnections();
+    },
+  };
 }

@@ -22,6 +22,8 @@ export function checkCertificateBinding(
   requireBinding: boolean,
 ): void {
   const bound = cnf?.['x5t#S256'];
+  // Bound to a certificate and a DPoP key needs both proofs; DPoP proofs are not checked yet.
+  if (bound !== undefined && cnf?.jkt !== undefined) throw new InvalidToken('dpop_bound_token', 'both');
   if (bound === undefined) {
     // A DPoP-bound token (RFC 9449) needs a proof this sidecar does not check: never a bearer.
     if (cnf?.jkt !== undefined) throw new InvalidToken('dpop_bound_token');

@@ -22,6 +22,8 @@ export interface CacheEntry {
 export interface Lookup {
   entry: CacheEntry;
   outcome: Exclude<CacheOutcome, 'none'>;
+  /** On a miss, what `beforeCall` returned: the caller refunds it once the token proves good. */
+  charge?: () => void;
 }
 
 export function tokenKey(token: string): string {
@@ -54,11 +56,27 @@ export function cacheLifetimeMs(introspection: Introspection, settings: Config['
   return Math.max(0, Math.min(untilExpiry, maxMs));
 }
 
+function lruOf(maxEntries: number, now: () => number): LRUCache<string, CacheEntry> {
+  return new LRUCache<string, CacheEntry>({
+    max: maxEntries,
+    ttlAutopurge: false,
+    allowStale: false,
+    updateAgeOnGet: false,
+    // Expiry is judged on the wall clock the TTLs were computed from, read afresh on every
+    // get (no 1 ms reuse of a stale "now").
+    perf: { now },
+    ttlResolution: 0,
+  });
+}
+
 export class IntrospectionCache {
   readonly #introspector: Introspector;
   readonly #settings: Config['cache'];
   readonly #now: () => number;
-  readonly #entries: LRUCache<string, CacheEntry> | undefined;
+  readonly #active: LRUCache<string, CacheEntry> | undefined;
+  // Inactive answers live apart, in a small cache of their own: random tokens, however many,
+  // can only evict each other, never a partner's active answer.
+  readonly #inactive: LRUCache<string, CacheEntry> | undefined;
   // lru-cache's fetch() also coalesces, but it cannot share a call without storing its
   // result (ttl 0 means "forever" there), which PHANTOM_CACHE_MAX_TTL_S=0 needs.
   readonly #inFlight = new Map<string, Promise<CacheEntry>>();
@@ -67,34 +85,34 @@ export class IntrospectionCache {
     this.#introspector = introspector;
     this.#settings = settings;
     this.#now = now;
-    this.#entries = settings.maxTtlSeconds === 0
-      ? undefined
-      : new LRUCache<string, CacheEntry>({
-          max: settings.maxEntries,
-          ttlAutopurge: false,
-          allowStale: false,
-          updateAgeOnGet: false,
-          // Expiry is judged on the wall clock the TTLs were computed from, read afresh on
-          // every get (no 1 ms reuse of a stale "now").
-          perf: { now: () => this.#now() },
-          ttlResolution: 0,
-        });
+    const clock = (): number => this.#now();
+    const caching = settings.maxTtlSeconds > 0;
+    this.#active = caching ? lruOf(settings.maxEntries, clock) : undefined;
+    this.#inactive = caching && settings.negativeTtlSeconds > 0 ? lruOf(settings.negativeMaxEntries, clock) : undefined;
   }
 
   /**
    * The answer for this token: from the cache, from a call already under way, or a new call.
-   * `connection` (the client's socket) lets a repeated token skip its hash.
+   * `connection` (the client's socket) lets a repeated token skip its hash. `beforeCall` runs
+   * only when a new call to the authorization server is about to be made; it may refuse it
+   * by throwing, and what it returns comes back as `charge`.
    */
-  async lookup(token: string, connection?: object): Promise<Lookup> {
+  async lookup(token: string, connection?: object, beforeCall?: () => () => void): Promise<Lookup> {
     const key = keyFor(token, connection);
-    const cached = this.#entries?.get(key);
+    const cached = this.#active?.get(key) ?? this.#inactive?.get(key);
     if (cached !== undefined) return { entry: cached, outcome: 'hit' };
     const pending = this.#inFlight.get(key);
     if (pending !== undefined) return { entry: await pending, outcome: 'shared' };
+    const charge = beforeCall?.();
     const call = this.#introspectAndStore(key, token);
     this.#inFlight.set(key, call);
     try {
-      return { entry: await call, outcome: 'miss' };
+      const entry = await call;
+      return charge === undefined ? { entry, outcome: 'miss' } : { entry, outcome: 'miss', charge };
+    } catch (error) {
+      // The authorization server failing is nobody's failed token.
+      charge?.();
+      throw error;
     } finally {
       this.#inFlight.delete(key);
     }
@@ -104,11 +122,17 @@ export class IntrospectionCache {
     // A failure rejects here and is never stored.
     const entry: CacheEntry = { introspection: await this.#introspector.introspect(token) };
     const ttl = cacheLifetimeMs(entry.introspection, this.#settings, this.#now());
-    if (ttl > 0) this.#entries?.set(key, entry, { ttl });
+    if (ttl > 0) (entry.introspection.active ? this.#active : this.#inactive)?.set(key, entry, { ttl });
     return entry;
   }
 
+  /** Active answers held. */
   get size(): number {
-    return this.#entries?.size ?? 0;
+    return this.#active?.size ?? 0;
+  }
+
+  /** Inactive answers held. */
+  get inactiveSize(): number {
+    return this.#inactive?.size ?? 0;
   }
 }

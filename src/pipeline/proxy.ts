@@ -1,10 +1,13 @@
-// Stage 8: the proxy to the API beside the sidecar, on @fastify/reply-from (undici).
-// Method, path, query and body pass through (the body streamed); the client's credentials
-// and every header only the sidecar may set are replaced.
+// Stage 9: the proxy to the API beside the sidecar, on @fastify/reply-from (undici).
+// Method, the checked path, query and body pass through (the body streamed, within
+// PHANTOM_MAX_BODY_BYTES); the client's credentials and every header only the sidecar may
+// set are replaced. A request that cannot get an upstream connection within
+// PHANTOM_UPSTREAM_QUEUE_TIMEOUT_MS is refused rather than queued behind a stalled partner.
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
-import { InternalError, UpstreamTimeout, UpstreamUnavailable } from '../errors.ts';
+import { InternalError, RequestRejected, UpstreamTimeout, UpstreamUnavailable, type SidecarError } from '../errors.ts';
 import type { Config } from '../config.ts';
 import '../request-state.ts';
 
@@ -23,10 +26,11 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-// Headers that carry identity or origin to the API: only the sidecar sets them, so a
-// client's copy is dropped (RFC 9440 Client-Cert, Envoy's XFCC, the x-client-cert* and
-// x-ssl-client* families of other proxies, RFC 7239 Forwarded and the x-forwarded-* set),
-// and with them every header the sidecar sets itself.
+// Headers that carry identity, origin or routing to the API: only the sidecar sets them, so a
+// client's copy is dropped. RFC 9440 Client-Cert, Envoy's XFCC and the x-client-cert* and
+// x-ssl-client* families of other proxies; RFC 7239 Forwarded and the x-forwarded-* set; the
+// rewrite headers of IIS and nginx; the client-IP headers of CDNs; the user headers that
+// Kong, AWS ALB, Azure App Service, oauth2-proxy and CGI-style stacks set and APIs trust.
 const SIDECAR_ONLY = new Set([
   'authorization',
   'x-fapi-interaction-id',
@@ -34,11 +38,32 @@ const SIDECAR_ONLY = new Set([
   'client-cert-chain',
   'forwarded',
   'x-real-ip',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'remote-user',
+  'x-remote-user',
+  'x-userinfo',
+  'dpop',
 ]);
-const SIDECAR_ONLY_PREFIXES = ['x-client-cert', 'x-ssl-client', 'x-forwarded-'];
+const SIDECAR_ONLY_PREFIXES = [
+  'x-client-cert',
+  'x-ssl-client',
+  'x-forwarded-',
+  'x-authenticated-',
+  'x-consumer-',
+  'x-amzn-oidc-',
+  'x-ms-client-principal',
+];
 
-function isSidecarOnly(name: string): boolean {
-  return SIDECAR_ONLY.has(name) || SIDECAR_ONLY_PREFIXES.some((prefix) => name.startsWith(prefix));
+/**
+ * Whether a client's header must not reach the API. A name with `_` is dropped as nginx
+ * does by default: CGI, WSGI and PHP read `X_Forwarded_For` as `X-Forwarded-For`.
+ */
+export function isSidecarOnly(name: string): boolean {
+  return SIDECAR_ONLY.has(name) || name.includes('_') || SIDECAR_ONLY_PREFIXES.some((prefix) => name.startsWith(prefix));
 }
 
 export interface SidecarHeaders {
@@ -46,34 +71,136 @@ export interface SidecarHeaders {
   interactionId: string;
   /** The partner's address as the sidecar's socket sees it. */
   clientIp: string;
-  /** The Host the partner asked for (reply-from sends the upstream's own). */
-  host: string | undefined;
+  /** The Host the partner asked for, when PHANTOM_PUBLIC_HOSTS vouches for it. */
+  checkedHost: string | undefined;
+  forwardCookies: boolean;
 }
 
 /** The client's headers as the API may see them, with the sidecar's own set on top. */
 export function upstreamRequestHeaders(clientHeaders: IncomingHttpHeaders, own: SidecarHeaders): IncomingHttpHeaders {
   const headers: IncomingHttpHeaders = {};
   for (const name of Object.keys(clientHeaders)) {
-    if (!HOP_BY_HOP.has(name) && !isSidecarOnly(name)) headers[name] = clientHeaders[name];
+    if (HOP_BY_HOP.has(name) || isSidecarOnly(name)) continue;
+    if (name === 'cookie' && !own.forwardCookies) continue;
+    headers[name] = clientHeaders[name];
   }
   headers.authorization = `Bearer ${own.jwt}`;
   headers['x-fapi-interaction-id'] = own.interactionId;
   headers['x-forwarded-for'] = own.clientIp;
   headers['x-forwarded-proto'] = 'https';
-  if (own.host !== undefined) headers['x-forwarded-host'] = own.host;
+  if (own.checkedHost !== undefined) headers['x-forwarded-host'] = own.checkedHost;
+  return headers;
+}
+
+// What the API says about itself is not the partner's business.
+const API_ONLY = new Set(['server', 'x-powered-by', 'x-fapi-interaction-id']);
+
+/** The names an HTTP message lists in its own Connection header: hop-by-hop for that message. */
+function connectionOptions(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value.join(',') : value).split(',').map((name) => name.trim().toLowerCase()).filter(Boolean);
+}
+
+/**
+ * The API's response headers without hop-by-hop ones, also those the API names in its
+ * Connection header (RFC 9110 §7.6.1), and without what identifies the API's software; its
+ * own interaction id too: the sidecar's is the one the client gets.
+ */
+export function clientResponseHeaders(upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders {
+  const named = connectionOptions(upstreamHeaders.connection);
+  const headers: IncomingHttpHeaders = {};
+  for (const name of Object.keys(upstreamHeaders)) {
+    if (!HOP_BY_HOP.has(name) && !API_ONLY.has(name) && !named.includes(name)) headers[name] = upstreamHeaders[name];
+  }
   return headers;
 }
 
 /**
- * The API's response headers without hop-by-hop ones (reply-from copies them otherwise) and
- * without an interaction id of its own: the sidecar's is the one the client gets.
+ * A request body streamed to the API, cut when it grows past PHANTOM_MAX_BODY_BYTES (a
+ * chunked body announces no length): the upstream request then fails, never passing off a
+ * truncated body as the whole one, and the client gets 413.
  */
-export function clientResponseHeaders(upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders {
-  const headers: IncomingHttpHeaders = {};
-  for (const name of Object.keys(upstreamHeaders)) {
-    if (!HOP_BY_HOP.has(name) && name !== 'x-fapi-interaction-id') headers[name] = upstreamHeaders[name];
+export class BodyLimit extends Transform {
+  readonly #max: number;
+  #seen = 0;
+  exceeded = false;
+
+  constructor(max: number) {
+    super();
+    this.#max = max;
   }
-  return headers;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.#max) {
+      this.exceeded = true;
+      done(new RequestRejected(413, 'body_too_large', { detail: 'streamed' }));
+      return;
+    }
+    done(null, chunk);
+  }
+}
+
+export function limitedBody(payload: Readable, max: number): BodyLimit {
+  const limited = new BodyLimit(max);
+  payload.on('error', (error) => limited.destroy(error));
+  return payload.pipe(limited);
+}
+
+/** 413 before anything is read when Content-Length already says too much. */
+export function checkDeclaredLength(contentLength: string | undefined, max: number): void {
+  if (contentLength !== undefined && Number(contentLength) > max) throw new RequestRejected(413, 'body_too_large', { detail: 'declared' });
+}
+
+/**
+ * Upstream connections handed out to requests. With one request per connection (no
+ * pipelining), a request that holds a slot has a connection of the pool to itself; one that
+ * cannot get a slot in time is refused with 503 instead of waiting in undici's queue.
+ */
+export class UpstreamSlots {
+  readonly #size: number;
+  #used = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  /** Resolves with the release of a slot, or rejects with 503 after `timeoutMs`. */
+  acquire(timeoutMs: number): Promise<() => void> | (() => void) {
+    if (this.#used < this.#size) {
+      this.#used += 1;
+      return this.#releaser();
+    }
+    return new Promise((resolve, reject) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(this.#releaser());
+      };
+      const timer = setTimeout(() => {
+        const at = this.#waiting.indexOf(wake);
+        if (at !== -1) this.#waiting.splice(at, 1);
+        reject(new RequestRejected(503, 'upstream_busy', { retryAfterSeconds: 1 }));
+      }, timeoutMs);
+      this.#waiting.push(wake);
+    });
+  }
+
+  #releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#waiting.shift();
+      // The slot passes straight to the next waiter; otherwise it is free again.
+      if (next === undefined) this.#used -= 1;
+      else next();
+    };
+  }
+
+  get used(): number {
+    return this.#used;
+  }
 }
 
 interface ReplyFromError {
@@ -81,7 +208,8 @@ interface ReplyFromError {
   cause?: { code?: string };
 }
 
-function upstreamFailure(error: ReplyFromError): UpstreamTimeout | UpstreamUnavailable {
+function upstreamFailure(error: ReplyFromError, body: unknown): SidecarError {
+  if (body instanceof BodyLimit && body.exceeded) return new RequestRejected(413, 'body_too_large', { detail: 'streamed' });
   if (error.statusCode === 504) return new UpstreamTimeout();
   return new UpstreamUnavailable(error.cause?.code);
 }
@@ -91,7 +219,7 @@ export async function registerProxy(app: FastifyInstance, upstream: Config['upst
     base: upstream.url.origin,
     disableRequestLogging: true,
     undici: {
-      connections: 128,
+      connections: upstream.connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       connectTimeout: Math.min(upstream.timeoutMs, 10_000),
@@ -101,30 +229,34 @@ export async function registerProxy(app: FastifyInstance, upstream: Config['upst
   });
 }
 
-/** The path of PHANTOM_UPSTREAM_URL, put in front of every forwarded path ("" for "/"). */
-export const upstreamBasePath = (upstream: URL): string => upstream.pathname.replace(/\/$/, '');
+export interface ProxySettings {
+  forwardCookies: boolean;
+}
 
 // Built once: the hooks read everything per request from the request itself.
-export const proxyHooks: FastifyReplyFromHooks = {
-  rewriteRequestHeaders: (request, headers) =>
-    upstreamRequestHeaders(headers, {
-      jwt: request.phantom.upstreamJwt ?? '',
-      interactionId: request.id,
-      clientIp: request.ip,
-      host: request.headers.host,
-    }),
-  rewriteHeaders: (headers) => clientResponseHeaders(headers),
-  // No retries: a request that reached the API once must not be replayed by the sidecar.
-  retryDelay: () => null,
-  onError: (reply, { error }) => {
-    reply.send(upstreamFailure(error as ReplyFromError));
-  },
-};
+export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
+  return {
+    rewriteRequestHeaders: (request, headers) =>
+      upstreamRequestHeaders(headers, {
+        jwt: request.phantom.upstreamJwt ?? '',
+        interactionId: request.id,
+        clientIp: request.ip,
+        checkedHost: request.phantom.checkedHost,
+        forwardCookies: settings.forwardCookies,
+      }),
+    rewriteHeaders: (headers) => clientResponseHeaders(headers),
+    // No retries: a request that reached the API once must not be replayed by the sidecar.
+    retryDelay: () => null,
+    onError: (reply, { error }) => {
+      reply.send(upstreamFailure(error as ReplyFromError, reply.request.body));
+    },
+  };
+}
 
-/** Forwards the authorised request under the upstream's base path; the query follows. */
-export function forward(request: FastifyRequest, reply: FastifyReply, basePath: string): FastifyReply {
-  // Only an authorised request has a JWT; without one nothing may leave.
-  if (request.phantom.upstreamJwt === undefined) throw new InternalError('forward_without_jwt');
-  const path = request.url.split('?', 1)[0] ?? '/';
-  return reply.from(`${basePath}${path}`, proxyHooks);
+/** Forwards the authorised request to the checked path; the query follows. */
+export function forward(request: FastifyRequest, reply: FastifyReply, hooks: FastifyReplyFromHooks): FastifyReply {
+  const { upstreamJwt, upstreamPath } = request.phantom;
+  // Only an authorised request has a JWT, and only a checked target a path: else nothing leaves.
+  if (upstreamJwt === undefined || upstreamPath === undefined) throw new InternalError('forward_unchecked');
+  return reply.from(upstreamPath, hooks);
 }

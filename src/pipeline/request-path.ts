@@ -1,41 +1,61 @@
-// Stages 3 to 7 in the order a request meets them, with no HTTP framework in sight, so the
+// Stages 4 to 8 in the order a request meets them, with no HTTP framework in sight, so the
 // whole decision is testable with plain objects. Any throw stops the request: fail closed.
 import { InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { RequestState } from '../request-state.ts';
-import { checkIssuerAndAudience, checkScopes, checkTokenTimes } from './authorize.ts';
+import { checkAccessToken, checkIssuerAndAudience, checkScopes, checkSubject, checkTokenTimes, type ClaimRules } from './authorize.ts';
 import { checkCertificateBinding } from './binding.ts';
 import type { IntrospectionCache } from './cache.ts';
+import type { Introspection } from './introspect.ts';
+import type { PartnerLimits } from './partner-limits.ts';
 import type { UpstreamTokenSource } from './upstream-token.ts';
 
-export type AuthorisationRules = Pick<Config, 'requireBinding' | 'requiredScopes' | 'expectedIssuer' | 'expectedAudience'>;
+export type AuthorisationRules = ClaimRules & Pick<Config, 'requireBinding'>;
 
 export type RequestAuthoriser = (state: RequestState, connection?: object) => Promise<void>;
 
+export interface AuthoriserParts {
+  cache: IntrospectionCache;
+  tokens: UpstreamTokenSource;
+  limits: PartnerLimits;
+  rules: AuthorisationRules;
+  now?: () => number;
+}
+
+/** The rules of stage 6 and the binding of stage 7 for one answer; throws what fails first. */
+function checkAnswer(introspection: Introspection, state: RequestState, rules: AuthorisationRules, nowSeconds: number): void {
+  if (!introspection.active) throw new InvalidToken('token_inactive');
+  const { claims } = introspection;
+  state.clientId = claims.client_id;
+  state.sub = claims.sub;
+  checkTokenTimes(claims, nowSeconds);
+  checkAccessToken(claims, rules);
+  checkSubject(claims);
+  checkIssuerAndAudience(claims, rules);
+  checkCertificateBinding(claims.cnf, state.x5t, rules.requireBinding);
+  checkScopes(claims, rules.requiredScopes);
+}
+
 /**
- * Decides one request whose token stage 2 extracted and whose connection thumbprint stage 1
- * recorded; on success `state.upstreamJwt` holds the JWT to forward.
+ * Decides one request whose token stage 3 extracted and whose partner thumbprint stage 1
+ * recorded; on success `state.upstreamJwt` holds the JWT to forward. A token the cache does
+ * not know costs the partner one failed token in advance; it is refunded unless the token
+ * proves invalid.
  */
-export function createRequestAuthoriser(
-  cache: IntrospectionCache,
-  tokens: UpstreamTokenSource,
-  rules: AuthorisationRules,
-  now: () => number = Date.now,
-): RequestAuthoriser {
+export function createRequestAuthoriser({ cache, tokens, limits, rules, now = Date.now }: AuthoriserParts): RequestAuthoriser {
   return async (state, connection) => {
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
-    const { entry, outcome } = await cache.lookup(state.token, connection);
+    const partner = state.x5t ?? '';
+    const { entry, outcome, charge } = await cache.lookup(state.token, connection, () => limits.chargeIntrospection(partner));
     state.cache = outcome;
-    const { introspection } = entry;
-    if (!introspection.active) throw new InvalidToken('token_inactive');
-    const { claims } = introspection;
-    state.clientId = claims.client_id;
-    state.sub = claims.sub;
     const nowSeconds = Math.floor(now() / 1000);
-    checkTokenTimes(claims, nowSeconds);
-    checkIssuerAndAudience(claims, rules);
-    checkCertificateBinding(claims.cnf, state.x5t, rules.requireBinding);
-    checkScopes(claims, rules.requiredScopes);
+    try {
+      checkAnswer(entry.introspection, state, rules, nowSeconds);
+    } catch (error) {
+      if (!(error instanceof InvalidToken)) charge?.();
+      throw error;
+    }
+    charge?.();
     state.upstreamJwt = await tokens.jwtFor(entry, nowSeconds);
   };
 }

@@ -1,11 +1,13 @@
-// Stage 1: mutual TLS. The handshake itself refuses a missing, untrusted or expired client
-// certificate (requestCert + rejectUnauthorized), so nothing of such a peer reaches HTTP.
-// The certificate's RFC 8705 thumbprint is computed once per TLS connection.
-import { X509Certificate, constants, createHash } from 'node:crypto';
+// Stage 1: mutual TLS. The handshake itself refuses a missing, untrusted, expired or revoked
+// client certificate (requestCert + rejectUnauthorized, and the CRLs when configured), so
+// nothing of such a peer reaches HTTP. The certificate's RFC 8705 thumbprint is computed once
+// per TLS connection.
+import { constants, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { ConfigError, readTlsMaterial, type Config, type TlsMaterial, type TlsPaths } from '../config.ts';
+import { ConfigError, type Config } from '../config.ts';
+import { readTlsMaterial, type TlsMaterial, type TlsPaths } from '../tls-material.ts';
 
 // FAPI 2.0 §5.2.1 / BCP 195: under TLS 1.2 only ECDHE key exchange with AES-GCM, for RSA
 // and ECDSA certificates. TLS 1.3 suites are all AEAD and are left at OpenSSL's defaults.
@@ -21,11 +23,14 @@ export interface ServerTlsOptions extends SecureContextOptions {
   rejectUnauthorized: true;
 }
 
-export function serverTlsOptions(tls: TlsMaterial & Pick<Config['tls'], 'minVersion'>): ServerTlsOptions {
+export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'clientCa' | 'crl'> & Pick<Config['tls'], 'minVersion'>): ServerTlsOptions {
   return {
     cert: tls.cert,
     key: tls.key,
     ca: tls.clientCa,
+    // A revoked partner certificate fails the handshake. A CRL past its nextUpdate fails every
+    // handshake of its CA's partners (OpenSSL's rule, as in nginx): closed, never silently open.
+    ...(tls.crl === undefined ? {} : { crl: tls.crl }),
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: tls.minVersion,
@@ -65,11 +70,11 @@ function computeThumbprint(socket: TLSSocket): string | null {
   return certificate === undefined ? null : certificateThumbprint(certificate.raw);
 }
 
-/** A digest of the three files as they are on disk now; undefined while one is unreadable. */
-function filesDigest(paths: TlsPaths): string | undefined {
+/** A digest of the files as they are on disk now; undefined while one is unreadable. */
+function filesDigest(paths: readonly string[]): string | undefined {
   try {
     const hash = createHash('sha256');
-    for (const path of [paths.cert, paths.key, paths.clientCa]) hash.update(readFileSync(path)).update('\0');
+    for (const path of paths) hash.update(readFileSync(path)).update('\0');
     return hash.digest('base64url');
   } catch {
     return undefined;
@@ -80,37 +85,107 @@ interface SecureServer {
   setSecureContext(options: SecureContextOptions): void;
 }
 
+/** What the listener currently trusts and serves, for the metrics and the connection rules. */
+export interface TlsState {
+  readonly material: TlsMaterial;
+  /** Goes up each time the partner CA bundle or the CRLs change. */
+  readonly trustGeneration: number;
+}
+
+export interface TlsReloadHooks {
+  /** The partner CAs or CRLs changed: connections made under the old ones must go. */
+  onTrustChanged(generation: number): void;
+}
+
 /**
- * Re-reads the TLS files every PHANTOM_TLS_RELOAD_INTERVAL_S and, when they changed and still
- * check out, gives new connections the new certificate and partner CA bundle: cert-manager
- * renews a Secret in place, and a rollout should not be needed for it. Connections already
- * made keep what they were made with. Files that do not check out (a renewal caught half
- * written, a key that does not match) are not used; the current ones stay.
- * Returns the function that stops watching.
+ * Keeps the listener's TLS material current: every PHANTOM_TLS_RELOAD_INTERVAL_S it re-reads
+ * the files and, when they changed and still check out, gives new connections the new
+ * certificate, partner CA bundle and CRLs (cert-manager renews a Secret in place; a rollout
+ * should not be needed for it). Files that do not check out (a renewal caught half written,
+ * a key that does not match) are not used; the current ones stay. A CRL past its nextUpdate is
+ * warned about on every check, since that is how revocation stops working unnoticed.
  */
-export function reloadTlsOnChange(server: SecureServer, tls: Config['tls'], logger: Logger): () => void {
-  if (tls.reloadIntervalSeconds === 0) return () => undefined;
-  let current = filesDigest(tls.paths);
-  let lastProblem: string | undefined;
-  const check = (): void => {
-    // Unchanged files (the usual case) cost three reads and a hash; only a change is parsed.
-    const digest = filesDigest(tls.paths);
-    if (digest !== undefined && digest === current) return;
+export class TlsReloader implements TlsState {
+  #material: TlsMaterial;
+  #trustGeneration = 0;
+  readonly #tls: Config['tls'];
+  readonly #server: SecureServer;
+  readonly #logger: Logger;
+  readonly #hooks: TlsReloadHooks;
+  readonly #now: () => number;
+  #digest: string | undefined;
+  #lastProblem: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(server: SecureServer, tls: Config['tls'], logger: Logger, hooks: TlsReloadHooks, now: () => number = Date.now) {
+    this.#server = server;
+    this.#tls = tls;
+    this.#material = tls;
+    this.#logger = logger;
+    this.#hooks = hooks;
+    this.#now = now;
+    this.#digest = filesDigest(this.#files());
+  }
+
+  get material(): TlsMaterial {
+    return this.#material;
+  }
+
+  get trustGeneration(): number {
+    return this.#trustGeneration;
+  }
+
+  start(): void {
+    this.#warnIfCrlStale();
+    if (this.#tls.reloadIntervalSeconds === 0) return;
+    this.#timer = setInterval(() => this.check(), this.#tls.reloadIntervalSeconds * 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #files(): string[] {
+    const { paths } = this.#tls;
+    return [paths.cert, paths.key, paths.clientCa, ...paths.crl];
+  }
+
+  /** One reload check; public so that a test need not wait for the timer. */
+  check(): void {
+    this.#reloadIfChanged();
+    this.#warnIfCrlStale();
+  }
+
+  #reloadIfChanged(): void {
+    // Unchanged files (the usual case) cost a few reads and a hash; only a change is parsed.
+    const digest = filesDigest(this.#files());
+    if (digest !== undefined && digest === this.#digest) return;
     let material: TlsMaterial;
     try {
-      material = readTlsMaterial(tls.paths);
+      material = readTlsMaterial(this.#tls.paths as TlsPaths, this.#now());
     } catch (error) {
       const problem = error instanceof ConfigError ? error.message : 'unreadable';
-      if (problem !== lastProblem) logger.warn({ problem }, 'TLS files do not check out; the current certificates stay in use');
-      lastProblem = problem;
+      if (problem !== this.#lastProblem) this.#logger.warn({ problem }, 'TLS files do not check out; the current certificates stay in use');
+      this.#lastProblem = problem;
       return;
     }
-    lastProblem = undefined;
-    server.setSecureContext(serverTlsOptions({ ...material, minVersion: tls.minVersion }));
-    current = digest;
-    logger.info({ not_after: new X509Certificate(material.cert).validTo }, 'TLS certificate and partner CA bundle reloaded');
-  };
-  const timer = setInterval(check, tls.reloadIntervalSeconds * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+    this.#lastProblem = undefined;
+    this.#server.setSecureContext(serverTlsOptions({ ...material, minVersion: this.#tls.minVersion }));
+    const trustChanged = material.clientCa !== this.#material.clientCa || material.crl !== this.#material.crl;
+    this.#material = material;
+    this.#digest = digest;
+    this.#logger.info({ not_after: new Date(material.serverNotAfterMs).toISOString(), trust_changed: trustChanged }, 'TLS certificate, partner CA bundle and CRLs reloaded');
+    if (trustChanged) {
+      this.#trustGeneration += 1;
+      this.#hooks.onTrustChanged(this.#trustGeneration);
+    }
+  }
+
+  #warnIfCrlStale(): void {
+    const next = this.#material.crlNextUpdateMs;
+    if (next !== undefined && next <= this.#now()) {
+      this.#logger.warn({ next_update: new Date(next).toISOString() }, 'a partner CRL is past its nextUpdate: partners of its CA fail the handshake until a fresh CRL is in place');
+    }
+  }
 }

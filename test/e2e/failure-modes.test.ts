@@ -19,6 +19,8 @@ const boundAnswer = (extra: Record<string, unknown> = {}) => ({
   active: true,
   client_id: 'partner-a',
   scope: 'accounts',
+  aud: 'https://api.example.com',
+  token_type: 'Bearer',
   exp: Math.floor(Date.now() / 1000) + 300,
   cnf: { 'x5t#S256': pki.partnerA.thumbprint },
   ...extra,

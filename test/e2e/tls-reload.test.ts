@@ -55,7 +55,7 @@ test('a renewed server certificate is served to new connections', async () => {
   copyFileSync(renewed.key, join(dir, 'server.key'));
   copyFileSync(renewed.cert, join(dir, 'server.pem'));
   await eventually(async () => (await serverCertificate()).subject.CN === 'renewed');
-  assert.ok(sidecar.logs.some((line) => line.includes('TLS certificate and partner CA bundle reloaded')));
+  assert.ok(sidecar.logs.some((line) => line.includes('TLS certificate, partner CA bundle and CRLs reloaded')));
 });
 
 test('a certificate that does not match its key is not used', async () => {

@@ -33,6 +33,7 @@ export function baseEnv(pki: Pki, upstreamUrl: string, introspectionUrl: string)
     PHANTOM_JWT_ISSUER: 'https://sidecar.test',
     PHANTOM_JWT_AUDIENCE: 'https://api.internal.test',
     PHANTOM_LOG_LEVEL: 'info',
+    PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
   };
 }
 

@@ -5,11 +5,21 @@ import { createLogger } from '../../src/log.ts';
 import { SidecarMetrics } from '../../src/metrics.ts';
 import { Writable } from 'node:stream';
 
+const sources = (entries: number) => ({
+  activeEntries: () => entries,
+  inactiveEntries: () => 0,
+  introspectionsInFlight: () => 0,
+  upstreamSlotsInUse: () => 0,
+  serverNotAfterMs: () => 2_000_000_000_000,
+  crlNextUpdateMs: () => undefined,
+  now: () => 1_999_999_000_000,
+});
+
 const quiet = createLogger('silent', new Writable({ write: (_c, _e, done) => done() }));
 
 test('readyz follows readiness: 503 while starting or draining, 200 when ready', async () => {
   const readiness = { ready: false };
-  const admin = buildAdmin({ logger: quiet, readiness, jwks: { keys: [] }, metrics: new SidecarMetrics(() => 0) });
+  const admin = buildAdmin({ logger: quiet, readiness, jwks: { keys: [] }, metrics: new SidecarMetrics(sources(0)) });
   assert.equal((await admin.inject('/readyz')).statusCode, 503);
   readiness.ready = true;
   assert.equal((await admin.inject('/readyz')).statusCode, 200);
@@ -20,7 +30,7 @@ test('readyz follows readiness: 503 while starting or draining, 200 when ready',
 });
 
 test('metrics count requests by status and reason, and cache outcomes', async () => {
-  const metrics = new SidecarMetrics(() => 7);
+  const metrics = new SidecarMetrics(sources(7));
   const base = { interactionId: 'i', method: 'GET', path: '/a', clientId: undefined, sub: undefined, x5t: undefined, reason: undefined, detail: undefined };
   metrics.record({ ...base, status: 200, durationMs: 3, cache: 'hit' });
   metrics.record({ ...base, status: 200, durationMs: 4, cache: 'hit' });

@@ -4,7 +4,7 @@ import { AuthorizationServerUnavailable } from '../../src/errors.ts';
 import { IntrospectionCache, cacheLifetimeMs, tokenKey } from '../../src/pipeline/cache.ts';
 import type { Introspection, Introspector } from '../../src/pipeline/introspect.ts';
 
-const settings = { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5 };
+const settings = { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 100 };
 const NOW = 1_800_000_000_000;
 
 test('lifetime: min(exp - now, max TTL) for active answers, the negative TTL for inactive ones', () => {

@@ -32,11 +32,27 @@ test('defaults follow the documented contract', () => {
   assert.deepEqual(config.admin, { host: '0.0.0.0', port: 9090 });
   assert.equal(config.tls.minVersion, 'TLSv1.2');
   assert.equal(config.tls.reloadIntervalSeconds, 60);
-  assert.deepEqual(config.tls.paths, { cert: pki.path('server.pem'), key: pki.path('server.key'), clientCa: pki.path('ca.pem') });
-  assert.equal(config.upstream.timeoutMs, 30_000);
+  assert.deepEqual(config.tls.paths, { cert: pki.path('server.pem'), key: pki.path('server.key'), clientCa: pki.path('ca.pem'), crl: [] });
+  assert.equal(config.tls.crl, undefined);
+  assert.equal(config.tls.handshakeTimeoutMs, 10_000);
+  assert.equal(config.tls.maxConnectionAgeSeconds, 3600);
+  assert.deepEqual(config.http, {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 50_000,
+    maxBodyBytes: 10_485_760,
+    allowedMethods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+    publicHosts: undefined,
+    forwardCookies: false,
+    drainTimeoutSeconds: 20,
+  });
+  assert.deepEqual(config.limits, { maxConcurrentPerClient: 64, maxFailedTokensPerMinute: 60, maxConcurrentIntrospections: 64 });
+  assert.deepEqual({ ...config.upstream, url: undefined }, { url: undefined, timeoutMs: 30_000, connections: 128, queueTimeoutMs: 1000 });
   assert.equal(config.introspection.timeoutMs, 2000);
-  assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5 });
+  assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 1000 });
   assert.equal(config.requireBinding, true);
+  assert.equal(config.requireTokenType, true);
+  assert.deepEqual(config.weakened, []);
   assert.deepEqual(config.requiredScopes, []);
   assert.equal(config.upstreamToken.mode, 'mint');
   assert.ok(config.upstreamToken.mode === 'mint' && config.upstreamToken.alg === 'ES256' && config.upstreamToken.ttlSeconds === 60);
@@ -73,6 +89,17 @@ const bad: [string, Record<string, string | undefined>, RegExp][] = [
   ['PHANTOM_JWT_ALG', { PHANTOM_JWT_ALG: 'HS256' }, /must be one of/],
   ['PHANTOM_JWT_SIGNING_KEY', { PHANTOM_JWT_SIGNING_KEY: 'not a key' }, /is not a PEM private key/],
   ['PHANTOM_CACHE_MAX_TTL_S', { PHANTOM_CACHE_MAX_TTL_S: '-1' }, /whole number/],
+  ['PHANTOM_EXPECTED_AUDIENCE', { PHANTOM_EXPECTED_AUDIENCE: undefined }, /^PHANTOM_EXPECTED_AUDIENCE: is required \(or PHANTOM_ALLOW_ANY_AUDIENCE=true/],
+  ['PHANTOM_ALLOW_ANY_AUDIENCE', { PHANTOM_ALLOW_ANY_AUDIENCE: 'true' }, /cannot be true while PHANTOM_EXPECTED_AUDIENCE is set/],
+  ['PHANTOM_EXPECTED_AUDIANCE', { PHANTOM_EXPECTED_AUDIANCE: 'https://x' }, /^PHANTOM_EXPECTED_AUDIANCE: is not a known setting \(did you mean PHANTOM_EXPECTED_AUDIENCE\?\)$/],
+  ['PHANTOM_MAX_BODY_BYTE', { PHANTOM_MAX_BODY_BYTE: '1' }, /did you mean PHANTOM_MAX_BODY_BYTES\?/],
+  ['PHANTOM_REQUEST_TIMEOUT_MS', { PHANTOM_HEADERS_TIMEOUT_MS: '5000', PHANTOM_REQUEST_TIMEOUT_MS: '1000' }, /must not be below PHANTOM_HEADERS_TIMEOUT_MS/],
+  ['PHANTOM_ALLOWED_METHODS', { PHANTOM_ALLOWED_METHODS: 'GET TRACE' }, /"TRACE" is not one of/],
+  ['PHANTOM_ALLOWED_METHODS', { PHANTOM_ALLOWED_METHODS: 'GET CONNECT' }, /"CONNECT" is not one of/],
+  ['PHANTOM_PUBLIC_HOSTS', { PHANTOM_PUBLIC_HOSTS: 'api.example.com https://x' }, /is not a host as a Host header carries it/],
+  ['PHANTOM_PUBLIC_HOSTS', { PHANTOM_PUBLIC_HOSTS: 'api.example.com:443' }, /without :443/],
+  ['PHANTOM_MAX_CONCURRENT_PER_CLIENT', { PHANTOM_MAX_CONCURRENT_PER_CLIENT: '0' }, /between 1 and/],
+  ['PHANTOM_TLS_CLIENT_CRL', { PHANTOM_TLS_CLIENT_CRL: pki.path('ca.pem') }, /a file holds no PEM CRL/],
   ['PHANTOM_ADMIN_PORT', { PHANTOM_LISTEN_PORT: '8443', PHANTOM_ADMIN_PORT: '8443', PHANTOM_ADMIN_HOST: '127.0.0.1' }, /must differ from PHANTOM_LISTEN_PORT/],
   ['PHANTOM_LOG_LEVEL', { PHANTOM_LOG_LEVEL: 'loud' }, /must be one of/],
 ];
@@ -137,4 +164,35 @@ test('a bad signing key is reported without echoing it', () => {
   const result = spawnSync(process.execPath, [main], { env: { ...env({ PHANTOM_JWT_SIGNING_KEY: keyLike }), PATH: process.env.PATH }, encoding: 'utf8' });
   assert.equal(result.status, 2);
   assert.equal(result.stderr.trim(), 'phantom-sidecar: PHANTOM_JWT_SIGNING_KEY: is not a PEM private key');
+});
+
+test('every setting that loosens a check is listed, to be logged at start-up', () => {
+  const config = loadConfig(env({
+    PHANTOM_EXPECTED_AUDIENCE: undefined,
+    PHANTOM_ALLOW_ANY_AUDIENCE: 'true',
+    PHANTOM_REQUIRE_BINDING: 'false',
+    PHANTOM_REQUIRE_TOKEN_TYPE: 'false',
+    PHANTOM_FORWARD_COOKIES: 'true',
+  }));
+  assert.equal(config.expectedAudience, undefined);
+  assert.deepEqual(config.weakened, ['PHANTOM_ALLOW_ANY_AUDIENCE=true', 'PHANTOM_REQUIRE_BINDING=false', 'PHANTOM_REQUIRE_TOKEN_TYPE=false', 'PHANTOM_FORWARD_COOKIES=true']);
+});
+
+test('the listener settings are read as documented', () => {
+  const config = loadConfig(env({ PHANTOM_PUBLIC_HOSTS: 'API.example.com  api.example.com:8443', PHANTOM_ALLOWED_METHODS: 'GET POST GET', PHANTOM_MAX_BODY_BYTES: '0' }));
+  assert.deepEqual(config.http.publicHosts, ['api.example.com', 'api.example.com:8443']);
+  assert.deepEqual(config.http.allowedMethods, ['GET', 'POST']);
+  assert.equal(config.http.maxBodyBytes, 0);
+});
+
+test('every known variable is documented in the README configuration table', async () => {
+  const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const missing = [...KNOWN_VARIABLES].filter((name) => !name.endsWith('_FILE') && !readme.includes(`\`${name}\``));
+  assert.deepEqual(missing, []);
+});
+
+test('an unknown variable outside PHANTOM_ is none of the sidecar\'s business', () => {
+  assert.doesNotThrow(() => loadConfig(env({ PHANTOMS: 'x', OTHER_PHANTOM_THING: 'y' })));
 });

@@ -47,7 +47,7 @@ test('an unverified connection or one without a certificate has no thumbprint', 
 });
 
 test('server options demand a verified client certificate and FAPI cipher suites', () => {
-  const options = serverTlsOptions({ cert: 'c', key: 'k', clientCa: 'ca', minVersion: 'TLSv1.2' });
+  const options = serverTlsOptions({ cert: 'c', key: 'k', clientCa: 'ca', crl: undefined, minVersion: 'TLSv1.2' });
   assert.equal(options.requestCert, true);
   assert.equal(options.rejectUnauthorized, true);
   assert.equal(options.minVersion, 'TLSv1.2');

@@ -1,0 +1,173 @@
+// Reading PHANTOM_* variables: typed accessors that all fail the same way (a ConfigError
+// naming the variable, never quoting a secret), and the list of every variable the sidecar
+// knows, so that a misspelt one stops the start instead of silently leaving a check off.
+import { readFileSync } from 'node:fs';
+import { closest } from 'fastest-levenshtein';
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+
+/** Every PHANTOM_* variable the sidecar reads. A `_FILE` form is known where a secret allows it. */
+export const KNOWN_VARIABLES: ReadonlySet<string> = new Set([
+  'PHANTOM_LISTEN_HOST',
+  'PHANTOM_LISTEN_PORT',
+  'PHANTOM_TLS_CERT',
+  'PHANTOM_TLS_KEY',
+  'PHANTOM_TLS_CLIENT_CA',
+  'PHANTOM_TLS_CLIENT_CRL',
+  'PHANTOM_TLS_MIN_VERSION',
+  'PHANTOM_TLS_RELOAD_INTERVAL_S',
+  'PHANTOM_TLS_HANDSHAKE_TIMEOUT_MS',
+  'PHANTOM_TLS_MAX_CONNECTION_AGE_S',
+  'PHANTOM_HEADERS_TIMEOUT_MS',
+  'PHANTOM_REQUEST_TIMEOUT_MS',
+  'PHANTOM_KEEPALIVE_TIMEOUT_MS',
+  'PHANTOM_DRAIN_TIMEOUT_S',
+  'PHANTOM_MAX_BODY_BYTES',
+  'PHANTOM_MAX_CONCURRENT_PER_CLIENT',
+  'PHANTOM_MAX_FAILED_TOKENS_PER_MIN',
+  'PHANTOM_MAX_CONCURRENT_INTROSPECTIONS',
+  'PHANTOM_ALLOWED_METHODS',
+  'PHANTOM_PUBLIC_HOSTS',
+  'PHANTOM_FORWARD_COOKIES',
+  'PHANTOM_UPSTREAM_URL',
+  'PHANTOM_UPSTREAM_TIMEOUT_MS',
+  'PHANTOM_UPSTREAM_CONNECTIONS',
+  'PHANTOM_UPSTREAM_QUEUE_TIMEOUT_MS',
+  'PHANTOM_INTROSPECTION_URL',
+  'PHANTOM_INTROSPECTION_CLIENT_ID',
+  'PHANTOM_INTROSPECTION_CLIENT_SECRET',
+  'PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE',
+  'PHANTOM_INTROSPECTION_CA',
+  'PHANTOM_INTROSPECTION_TIMEOUT_MS',
+  'PHANTOM_CACHE_MAX_ENTRIES',
+  'PHANTOM_CACHE_MAX_TTL_S',
+  'PHANTOM_CACHE_NEGATIVE_TTL_S',
+  'PHANTOM_CACHE_NEGATIVE_MAX_ENTRIES',
+  'PHANTOM_REQUIRE_BINDING',
+  'PHANTOM_REQUIRE_TOKEN_TYPE',
+  'PHANTOM_REQUIRED_SCOPES',
+  'PHANTOM_EXPECTED_ISSUER',
+  'PHANTOM_EXPECTED_AUDIENCE',
+  'PHANTOM_ALLOW_ANY_AUDIENCE',
+  'PHANTOM_UPSTREAM_TOKEN',
+  'PHANTOM_JWT_ISSUER',
+  'PHANTOM_JWT_AUDIENCE',
+  'PHANTOM_JWT_TTL_S',
+  'PHANTOM_JWT_ALG',
+  'PHANTOM_JWT_SIGNING_KEY',
+  'PHANTOM_JWT_SIGNING_KEY_FILE',
+  'PHANTOM_ADMIN_HOST',
+  'PHANTOM_ADMIN_PORT',
+  'PHANTOM_LOG_LEVEL',
+]);
+
+/** A PHANTOM_* variable nobody reads is a typo until proven otherwise: refuse to start. */
+export function refuseUnknownVariables(env: Env): void {
+  const known = [...KNOWN_VARIABLES];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('PHANTOM_') || KNOWN_VARIABLES.has(name)) continue;
+    throw new ConfigError(name, `is not a known setting (did you mean ${closest(name, known)}?)`);
+  }
+}
+
+/** Reads the environment through small typed accessors that all fail the same way. */
+export class EnvReader {
+  readonly #env: Env;
+  constructor(env: Env) {
+    this.#env = env;
+  }
+
+  optional(name: string): string | undefined {
+    // A name missing from the list would make refuseUnknownVariables refuse its own setting.
+    if (!KNOWN_VARIABLES.has(name)) throw new Error(`${name} is read but not in KNOWN_VARIABLES`);
+    const value = this.#env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  required(name: string): string {
+    const value = this.optional(name);
+    if (value === undefined) throw new ConfigError(name, 'is required');
+    return value;
+  }
+
+  /** A secret given inline or as `<NAME>_FILE` (how Kubernetes mounts Secrets). */
+  secret(name: string, { required }: { required: boolean }): string | undefined {
+    const inline = this.optional(name) === undefined ? undefined : this.#env[name];
+    const path = this.optional(`${name}_FILE`);
+    if (inline !== undefined && inline !== '' && path !== undefined) {
+      throw new ConfigError(name, `set either ${name} or ${name}_FILE, not both`);
+    }
+    if (path !== undefined) {
+      const value = readText(`${name}_FILE`, path).replace(/\r?\n$/, '');
+      if (value === '') throw new ConfigError(`${name}_FILE`, `file ${path} is empty`);
+      return value;
+    }
+    if (inline === undefined || inline === '') {
+      if (required) throw new ConfigError(name, `is required (or ${name}_FILE)`);
+      return undefined;
+    }
+    return inline;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.optional(name);
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+    return value;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const raw = this.optional(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+    if (raw === 'false' || raw === '0' || raw === 'no') return false;
+    throw new ConfigError(name, `must be true or false, got "${raw}"`);
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const raw = this.optional(name);
+    if (raw === undefined) return fallback;
+    const match = allowed.find((candidate) => candidate === raw);
+    if (match === undefined) throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+    return match;
+  }
+
+  url(name: string, protocols: readonly string[]): URL {
+    const raw = this.required(name);
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new ConfigError(name, 'is not a valid absolute URL');
+    }
+    if (!protocols.includes(url.protocol)) {
+      throw new ConfigError(name, `must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}, got ${url.protocol.replace(':', '')}`);
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw new ConfigError(name, 'must not carry credentials in the URL');
+    }
+    return url;
+  }
+}
+
+export function readText(variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(variable, `cannot read ${path} (${code})`);
+  }
+}
+

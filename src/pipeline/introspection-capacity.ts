@@ -1,0 +1,34 @@
+// A bound on calls in flight to the authorization server, whoever causes them: past
+// PHANTOM_MAX_CONCURRENT_INTROSPECTIONS a request is answered 503 at once instead of queueing
+// behind the AS, and the AS is shielded from a burst the sidecar could otherwise amplify.
+import { AuthorizationServerUnavailable } from '../errors.ts';
+import type { Introspection, Introspector } from './introspect.ts';
+
+export class IntrospectionCapacity implements Introspector {
+  readonly #inner: Introspector;
+  readonly #max: number;
+  #inFlight = 0;
+
+  constructor(inner: Introspector, max: number) {
+    this.#inner = inner;
+    this.#max = max;
+  }
+
+  async introspect(token: string): Promise<Introspection> {
+    if (this.#inFlight >= this.#max) throw new AuthorizationServerUnavailable('as_capacity');
+    this.#inFlight += 1;
+    try {
+      return await this.#inner.introspect(token);
+    } finally {
+      this.#inFlight -= 1;
+    }
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}

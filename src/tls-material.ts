@@ -1,0 +1,125 @@
+// The listener's TLS files, read and checked together: at start-up (a problem stops the
+// start) and on every reload (a problem keeps the files in use). Certificates and keys are
+// node:crypto's; CRLs, which node:crypto cannot parse, through @peculiar/asn1-x509.
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate, CertificateList } from '@peculiar/asn1-x509';
+import { ConfigError, readText } from './config-env.ts';
+
+export interface TlsPaths {
+  cert: string;
+  key: string;
+  clientCa: string;
+  /** PEM CRL files (each may hold several); empty: no revocation check. */
+  crl: readonly string[];
+}
+
+/** PEM texts of the listener's certificate chain, its key, the partner CAs and their CRLs. */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  clientCa: string;
+  crl: string | undefined;
+  /** The server certificate's notAfter, ms since the epoch. */
+  serverNotAfterMs: number;
+  /** The earliest nextUpdate of the CRLs, ms since the epoch; undefined without CRLs. */
+  crlNextUpdateMs: number | undefined;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+const PEM_CRL = /-----BEGIN X509 CRL-----([\s\S]+?)-----END X509 CRL-----/g;
+
+export function pemCertificates(variable: string, pem: string): X509Certificate[] {
+  const blocks = pem.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) throw new ConfigError(variable, 'holds no PEM certificate');
+  return blocks.map((block) => {
+    try {
+      return new X509Certificate(block);
+    } catch {
+      throw new ConfigError(variable, 'holds a PEM certificate that does not parse');
+    }
+  });
+}
+
+export function readCertificateFile(variable: string, path: string): { pem: string; certificates: X509Certificate[] } {
+  const pem = readText(variable, path);
+  return { pem, certificates: pemCertificates(variable, pem) };
+}
+
+export function parsePrivateKey(variable: string, pem: string): KeyObject {
+  try {
+    return createPrivateKey(pem);
+  } catch {
+    // The parser's message may quote the input; this one never does.
+    throw new ConfigError(variable, 'is not a PEM private key');
+  }
+}
+
+interface ParsedCrl {
+  /** DER of the issuer Name, to match it with a CA's subject. */
+  issuer: string;
+  nextUpdateMs: number | undefined;
+}
+
+function parseCrls(pem: string): ParsedCrl[] {
+  const crls: ParsedCrl[] = [];
+  for (const match of pem.matchAll(PEM_CRL)) {
+    try {
+      const list = AsnConvert.parse(Buffer.from((match[1] ?? '').replace(/\s+/g, ''), 'base64'), CertificateList);
+      const next = list.tbsCertList.nextUpdate?.getTime();
+      crls.push({ issuer: Buffer.from(AsnConvert.serialize(list.tbsCertList.issuer)).toString('hex'), nextUpdateMs: next?.getTime() });
+    } catch {
+      throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'holds a PEM CRL that does not parse');
+    }
+  }
+  return crls;
+}
+
+function subjectDer(certificate: X509Certificate): string {
+  const parsed = AsnConvert.parse(certificate.raw, Certificate);
+  return Buffer.from(AsnConvert.serialize(parsed.tbsCertificate.subject)).toString('hex');
+}
+
+/**
+ * OpenSSL, once given any CRL, checks every certificate of a partner's chain against its
+ * issuer's CRL and refuses the handshake when one is missing (Node sets CRL_CHECK_ALL). So each
+ * CA of the bundle needs its CRL, and each CRL must belong to a CA: said here, at start-up,
+ * rather than as handshakes that fail for no visible reason.
+ */
+function readCrls(paths: readonly string[], caCertificates: X509Certificate[]): { pem: string; nextUpdateMs: number | undefined } | undefined {
+  if (paths.length === 0) return undefined;
+  const pems = paths.map((path) => readText('PHANTOM_TLS_CLIENT_CRL', path));
+  const crls = pems.flatMap((pem) => {
+    const parsed = parseCrls(pem);
+    if (parsed.length === 0) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'a file holds no PEM CRL');
+    return parsed;
+  });
+  const caSubjects = new Map(caCertificates.map((ca) => [subjectDer(ca), ca.subject.replace(/\n/g, ', ')]));
+  const crlIssuers = new Set(crls.map((crl) => crl.issuer));
+  for (const crl of crls) {
+    if (!caSubjects.has(crl.issuer)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'holds a CRL whose issuer is not a CA of PHANTOM_TLS_CLIENT_CA');
+  }
+  for (const [subject, name] of caSubjects) {
+    if (!crlIssuers.has(subject)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', `has no CRL for the CA "${name}" of PHANTOM_TLS_CLIENT_CA`);
+  }
+  const nextUpdates = crls.map((crl) => crl.nextUpdateMs).filter((ms): ms is number => ms !== undefined);
+  return { pem: pems.join('\n'), nextUpdateMs: nextUpdates.length === 0 ? undefined : Math.min(...nextUpdates) };
+}
+
+/**
+ * Reads and checks the listener's TLS files: the key matches the leaf, the leaf is in date,
+ * the CA bundle holds certificates, each CA has its CRL when CRLs are configured.
+ */
+export function readTlsMaterial(paths: TlsPaths, nowMs: number = Date.now()): TlsMaterial {
+  const { pem: cert, certificates } = readCertificateFile('PHANTOM_TLS_CERT', paths.cert);
+  const key = readText('PHANTOM_TLS_KEY', paths.key);
+  const leaf = certificates[0];
+  if (leaf === undefined || !leaf.checkPrivateKey(parsePrivateKey('PHANTOM_TLS_KEY', key))) {
+    throw new ConfigError('PHANTOM_TLS_KEY', 'does not match the certificate in PHANTOM_TLS_CERT');
+  }
+  const serverNotAfterMs = Date.parse(leaf.validTo);
+  if (serverNotAfterMs <= nowMs) throw new ConfigError('PHANTOM_TLS_CERT', `expired on ${leaf.validTo}`);
+  const ca = readCertificateFile('PHANTOM_TLS_CLIENT_CA', paths.clientCa);
+  const crl = readCrls(paths.crl, ca.certificates);
+  return { cert, key, clientCa: ca.pem, crl: crl?.pem, serverNotAfterMs, crlNextUpdateMs: crl?.nextUpdateMs };
+}
