@@ -109,6 +109,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     if (error.code === 'ECONNRESET' || socket.destroyed) return;
     const refusal = clientErrorOf(error);
     const current = serving.get(socket);
+    // Node reports the end of a connection it has just timed out as a second, parse error.
+    if (current?.rawStatus !== undefined) return;
     if (current !== undefined) {
       // Fastify's request on this connection gets its access line when its response ends.
       current.reason = refusal.reason;

@@ -40,6 +40,8 @@ export interface RunningAuthorizationServer {
   revocationUrl: string;
   /** Requests seen per endpoint path, for tests that count introspection calls. */
   readonly requests: Map<string, number>;
+  /** The oidc-provider instance, for tests that need a token no grant of this AS issues. */
+  readonly provider: Provider;
   stop(): Promise<void>;
 }
 
@@ -170,8 +172,9 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       server.closeAllConnections();
     });
   const issuer = options.issuer ?? `https://${options.host === '0.0.0.0' ? 'localhost' : options.host}:${port}`;
+  let provider: Provider;
   try {
-    const provider = new Provider(issuer, providerConfiguration(options));
+    provider = new Provider(issuer, providerConfiguration(options));
     // Static clients are validated lazily; load them now so bad metadata fails at start-up.
     for (const client of [...options.partners.map((p) => p.clientId), options.introspector.clientId]) {
       await provider.Client.find(client);
@@ -187,6 +190,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     introspectionUrl: `${issuer}/token/introspection`,
     revocationUrl: `${issuer}/token/revocation`,
     requests,
+    provider,
     stop,
   };
 }

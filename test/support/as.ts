@@ -59,3 +59,19 @@ export async function partnerToken(as: RunningAuthorizationServer, clientId: str
   }
   return body.access_token;
 }
+
+/**
+ * A real refresh token of the real AS for `clientId`, bound to `identity`'s certificate: what
+ * an authorization-code client holds. Made through the provider's own models, since the dev
+ * AS serves client_credentials only (which never issues one).
+ */
+export async function refreshToken(as: RunningAuthorizationServer, clientId: string, identity: Identity): Promise<string> {
+  const { provider } = as;
+  const client = await provider.Client.find(clientId);
+  if (client === undefined) throw new Error(`no client ${clientId}`);
+  const grant = new provider.Grant({ clientId, accountId: 'user-1' });
+  grant.addOIDCScope('openid offline_access');
+  const grantId = await grant.save();
+  const token = new provider.RefreshToken({ client, accountId: 'user-1', grantId, scope: 'openid offline_access', gty: 'authorization_code', 'x5t#S256': identity.thumbprint });
+  return token.save();
+}

@@ -14,12 +14,14 @@ export interface EchoUpstream {
   received: Received[];
   /** Milliseconds to wait before answering (to provoke the sidecar's timeout). */
   delayMs: number;
+  /** Extra headers on every response. */
+  responseHeaders: Record<string, string>;
   stop(): Promise<void>;
 }
 
 export async function startEchoUpstream(): Promise<EchoUpstream> {
   const received: Received[] = [];
-  const upstream: EchoUpstream = { url: '', received, delayMs: 0, stop: async () => {} };
+  const upstream: EchoUpstream = { url: '', received, delayMs: 0, responseHeaders: {}, stop: async () => {} };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -29,6 +31,7 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
       setTimeout(() => {
         res.setHeader('content-type', 'application/json');
         res.setHeader('x-upstream', 'echo');
+        for (const [name, value] of Object.entries(upstream.responseHeaders)) res.setHeader(name, value);
         res.end(JSON.stringify({ method: req.method, url: req.url, body }));
       }, upstream.delayMs);
     });
