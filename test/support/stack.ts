@@ -16,11 +16,11 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(env: (as: RunningAuthorizationServer) => Record<string, string> = () => ({})): Promise<Stack> {
+export async function startStack(env: (as: RunningAuthorizationServer, upstream: EchoUpstream) => Record<string, string> = () => ({})): Promise<Stack> {
   const pki = makePki();
   const as = await startTestAuthorizationServer(pki);
   const upstream = await startEchoUpstream();
-  const sidecar = await startSidecar({ ...baseEnv(pki, upstream.url, as.introspectionUrl), ...env(as) });
+  const sidecar = await startSidecar({ ...baseEnv(pki, upstream.url, as.introspectionUrl), ...env(as, upstream) });
   return {
     pki,
     as,
