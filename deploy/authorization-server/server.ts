@@ -73,7 +73,9 @@ function signingJwks(): { keys: Record<string, unknown>[] } {
 }
 
 function providerConfiguration(options: AuthorizationServerOptions): Configuration {
-  const scopes = new Set<string>([SHORT_LIVED_SCOPE]);
+  // offline_access: like a real AS, this one knows refresh tokens (and introspects them),
+  // which is how the sidecar's refusal of a refresh token is tested.
+  const scopes = new Set<string>([SHORT_LIVED_SCOPE, 'openid', 'offline_access']);
   for (const partner of options.partners) for (const scope of partner.scope.split(' ')) scopes.add(scope);
   const resourceScope = [...scopes].join(' ');
   const ttl = options.accessTokenTtlSeconds ?? 300;
