@@ -101,7 +101,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     now,
   });
   const access = new AccessRecorder(logger, metrics);
-  const replyWithError = errorReplier(logger);
+  const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
+  const replyWithError = errorReplier(logger, isLastResponse);
   // The state of the request each connection is serving, for a timeout Node reports on the socket.
   const serving = new WeakMap<Duplex, RequestState>();
 
@@ -165,7 +166,6 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     const state = stateOf(request);
     whenOver(request, reply, state);
     const { raw } = request;
-    if (connections.mustClose(raw.socket)) reply.header('connection', 'close');
     state.x5t = connectionThumbprint(raw.socket as TLSSocket);
     checkMethod(request.method, target);
     state.upstreamPath = upstreamPathOf(raw.url ?? '', target);
@@ -185,7 +185,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.setErrorHandler(replyWithError);
 
   await registerProxy(app, config.upstream);
-  const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies });
+  const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies, isLastResponse });
   const forwardWithSlot = (request: FastifyRequest, reply: FastifyReply, release: () => void): FastifyReply => {
     releaseAtEnd(request.phantom, release);
     return forward(request, reply, hooks);

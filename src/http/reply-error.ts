@@ -1,5 +1,6 @@
 // The one way an error leaves the mTLS listener, for the pipeline's errors and Fastify's own.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { InternalError, SidecarError, asSidecarError, toErrorResponse } from '../errors.ts';
 import { stateOf } from './request-state-of.ts';
@@ -8,7 +9,7 @@ export const REALM = 'phantom-sidecar';
 
 export type ErrorReplier = (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply;
 
-export function errorReplier(logger: Logger): ErrorReplier {
+export function errorReplier(logger: Logger, isLastResponse: (socket: Socket) => boolean): ErrorReplier {
   return (error, request, reply) => {
     const failure = asSidecarError(error);
     const state = stateOf(request);
@@ -17,7 +18,7 @@ export function errorReplier(logger: Logger): ErrorReplier {
     if (failure instanceof InternalError && !(error instanceof SidecarError)) logUnexpected(logger, request.id, error);
     const response = toErrorResponse(failure, REALM);
     // A body the client is still sending was not read: the connection cannot be reused.
-    if (!request.raw.complete) reply.header('connection', 'close');
+    if (!request.raw.complete || isLastResponse(request.raw.socket)) reply.header('connection', 'close');
     return reply.code(response.status).headers(response.headers).header('x-fapi-interaction-id', request.id).send(response.body);
   };
 }

@@ -7,6 +7,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import { InternalError, RequestRejected, UpstreamTimeout, UpstreamUnavailable, type SidecarError } from '../errors.ts';
 import type { Config } from '../config.ts';
 import '../request-state.ts';
@@ -231,6 +232,8 @@ export async function registerProxy(app: FastifyInstance, upstream: Config['upst
 
 export interface ProxySettings {
   forwardCookies: boolean;
+  /** Whether the response now going out must be the last on its connection (age, trust, drain). */
+  isLastResponse: (socket: Socket) => boolean;
 }
 
 // Built once: the hooks read everything per request from the request itself.
@@ -244,7 +247,12 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
         checkedHost: request.phantom.checkedHost,
         forwardCookies: settings.forwardCookies,
       }),
-    rewriteHeaders: (headers) => clientResponseHeaders(headers),
+    rewriteHeaders: (headers, request) => {
+      const own = clientResponseHeaders(headers);
+      // Decided as the response leaves, so that a trust change during the request counts.
+      if (request !== undefined && settings.isLastResponse(request.raw.socket as Socket)) own.connection = 'close';
+      return own;
+    },
     // No retries: a request that reached the API once must not be replayed by the sidecar.
     retryDelay: () => null,
     onError: (reply, { error }) => {

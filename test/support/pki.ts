@@ -67,3 +67,24 @@ export function issueServerCertificate(pki: Pki, dir: string, name: string, subj
   execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.path('ca.pem'), '-CAkey', pki.path('ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
   return { cert, key };
 }
+
+/**
+ * A CRL of the test CA, written to `dir/NAME.crl.pem`, revoking the given certificates.
+ * `validSeconds` short makes one that goes stale soon (openssl ca cannot back-date).
+ */
+export function issueCrl(pki: Pki, dir: string, name: string, revoked: readonly string[], validSeconds = 7 * 86_400): string {
+  const db = mkdtempSync(join(dir, `${name}-db-`));
+  writeFileSync(join(db, 'index.txt'), '');
+  writeFileSync(join(db, 'crlnumber'), '01\n');
+  const config = join(db, 'ca.cnf');
+  writeFileSync(config, `[ ca ]\ndefault_ca = dev\n[ dev ]\ndatabase = ${db}/index.txt\ncrlnumber = ${db}/crlnumber\ndefault_md = sha256\n`);
+  const base = ['ca', '-config', config, '-cert', pki.path('ca.pem'), '-keyfile', pki.path('ca.key')];
+  revoked.forEach((pem, i) => {
+    const file = join(db, `revoked-${i}.pem`);
+    writeFileSync(file, pem);
+    execFileSync('openssl', [...base, '-revoke', file], { stdio: 'ignore' });
+  });
+  const out = join(dir, `${name}.crl.pem`);
+  execFileSync('openssl', [...base, '-gencrl', '-crlsec', String(validSeconds), '-out', out], { stdio: 'ignore' });
+  return out;
+}
