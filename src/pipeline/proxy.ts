@@ -144,6 +144,10 @@ export class BodyLimit extends Transform {
 
 export function limitedBody(payload: Readable, max: number): BodyLimit {
   const limited = new BodyLimit(max);
+  // A body nobody reads (the request was refused before forwarding) may still fail, when
+  // the client aborts or overshoots the limit: with no listener, that error would take the
+  // whole process down. Whoever does read it (undici) adds a listener of its own.
+  limited.on('error', () => undefined);
   payload.on('error', (error) => limited.destroy(error));
   return payload.pipe(limited);
 }

@@ -44,6 +44,16 @@ function refuse(detail: string): never {
   throw new InvalidRequest('bad_request_target', detail);
 }
 
+/** `%F2` is a well-formed escape but no UTF-8: routers and reply-from (decodeURIComponent) throw on it. */
+function decodesAsUtf8(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A `.` or `..` segment, also with servlet path parameters (`..;jsessionid=x`). */
 function isDotSegment(segment: string): boolean {
   const name = segment.split(';', 1)[0];
@@ -61,7 +71,7 @@ export function upstreamPathOf(target: string, rules: Pick<TargetRules, 'basePat
   const path = queryStart === -1 ? target : target.slice(0, queryStart);
   const query = queryStart === -1 ? '' : target.slice(queryStart + 1);
   if (!PATH_CHARS.test(path)) refuse('path_characters');
-  if (BAD_ESCAPE.test(path) || BAD_ESCAPE.test(query)) refuse('bad_escape');
+  if (BAD_ESCAPE.test(path) || BAD_ESCAPE.test(query) || !decodesAsUtf8(path)) refuse('bad_escape');
   if (ENCODED_SEPARATOR.test(path)) refuse('encoded_separator');
   if (!QUERY_CHARS.test(query) || ENCODED_NUL.test(query)) refuse('query_characters');
   // reply-from refuses these as traversal too; refusing them here keeps one rule and one reason.

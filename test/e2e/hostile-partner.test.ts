@@ -162,6 +162,27 @@ describe('listener deadlines', () => {
     assert.ok(closed !== undefined && closed < 2000, `closed after ${closed} ms`);
   });
 
+  test('a body the sidecar refused and the partner then aborts does not bring the process down', async () => {
+    // Found by the fuzz test: the unread body stream failed with no listener, an uncaught
+    // exception (the test runner fails the file on one).
+    const cases = [
+      ['Content-Length: 5', 'at once'],
+      ['Transfer-Encoding: gzip', 'at once'],
+      ['Transfer-Encoding: gzip', 'after the answer'],
+      ['Content-Length: 900', 'after the answer'],
+    ] as const;
+    for (const [framing, when] of cases) {
+      const socket = await openTls(sidecar.port, pki.partnerA, pki);
+      const response = readResponse(socket, 2000).catch(() => undefined);
+      socket.write(`POST /api/upload HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer not-a-token\r\n${framing}\r\n\r\nab`);
+      if (when === 'after the answer') await response;
+      socket.destroy();
+      await sleep(30);
+    }
+    const after = await call({ port: sidecar.port, cert: pki.partnerA.cert, key: pki.partnerA.key, ca: pki.ca, headers: { authorization: `Bearer ${token}` } });
+    assert.equal(after.status, 200);
+  });
+
   test('a Content-Length over PHANTOM_MAX_BODY_BYTES is 413 before anything is forwarded', async () => {
     const before = stack.upstream.received.length;
     const response = await call({ port: sidecar.port, method: 'POST', cert: pki.partnerA.cert, key: pki.partnerA.key, ca: pki.ca, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: 'x'.repeat(1001) });

@@ -51,6 +51,7 @@ describe('request targets, methods and headers (upstream with a base path)', () 
     ['an absolute-form target to another host', 'GET https://evil.example/admin HTTP/1.1'],
     ['the asterisk form', 'OPTIONS * HTTP/1.1'],
     ['a quote in the path', 'GET /acc"ounts HTTP/1.1'],
+    ['an escape that decodes to no UTF-8', 'GET /accounts/%F2 HTTP/1.1'],
   ] as const;
   for (const [name, requestLine] of refusedTargets) {
     test(`${name}: 400 invalid_request, nothing forwarded, no unexpected error`, async () => {

@@ -31,6 +31,7 @@ export async function startFakeAuthorizationServer(pki: Pki, identity: { cert: s
   const fake: FakeAuthorizationServer = { url: '', seen: [], handle: (_r, res) => json(res, { active: false }), stop: async () => {} };
   const server: Server = createServer({ cert: identity.cert, key: identity.key }, (req, res) => {
     const chunks: Buffer[] = [];
+    req.on('error', () => undefined);
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };

@@ -24,6 +24,8 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
   const upstream: EchoUpstream = { url: '', received, delayMs: 0, responseHeaders: {}, stop: async () => {} };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
+    // A request the sidecar aborts (a body cut at the limit) is simply not recorded.
+    req.on('error', () => undefined);
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');

@@ -1,0 +1,88 @@
+// Random requests over real mTLS (fast-check): whatever arrives, the sidecar never answers
+// 500, and nothing reaches the API unless it is a well-formed request with the one active,
+// bound token the scripted AS knows.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
+import { makePki } from '../support/pki.ts';
+import { openTls, readResponse } from '../support/raw.ts';
+import { baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
+import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';
+
+const pki = makePki();
+const GOOD = 'the-one-good-token';
+let fake: FakeAuthorizationServer;
+let upstream: EchoUpstream;
+let sidecar: RunningSidecar;
+
+before(async () => {
+  fake = await startFakeAuthorizationServer(pki);
+  fake.handle = (request, res) => {
+    const token = new URLSearchParams(request.body).get('token');
+    if (token !== GOOD) return json(res, { active: false });
+    json(res, { active: true, client_id: 'partner-a', token_type: 'Bearer', aud: 'https://api.example.com', exp: Math.floor(Date.now() / 1000) + 300, cnf: { 'x5t#S256': pki.partnerA.thumbprint } });
+  };
+  upstream = await startEchoUpstream();
+  sidecar = await startSidecar({ ...baseEnv(pki, `${upstream.url}/base/`, fake.url), PHANTOM_MAX_FAILED_TOKENS_PER_MIN: '100000' });
+});
+after(async () => {
+  await sidecar?.stop();
+  await upstream?.stop();
+  await fake?.stop();
+});
+
+const WELL_FORMED_PATH = /^\/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2}|\.(?!\.?(?:\/|$|;)))*(?:\/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2}|\.)+)*\/?$/;
+
+const method = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT', 'PROPFIND', 'get', 'G\u00c9T');
+const pathChar = fc.constantFrom('/', '.', '%', '2', 'e', 'f', '5', 'c', '0', '\\', ';', 'a', 'b', '~', '@', '?', '=', '&', '#', '"', '*');
+const path = fc.oneof(
+  fc.array(pathChar, { maxLength: 24 }).map((chars) => `/${chars.join('')}`),
+  fc.constantFrom('*', 'http://localhost/x', '//x', '/ok', '/a/b?c=d'),
+);
+const authorization = fc.oneof(
+  fc.constant(`Bearer ${GOOD}`),
+  fc.constant(`bearer ${GOOD}`),
+  fc.constant(`Bearer ${GOOD}x`),
+  fc.string({ maxLength: 30 }).map((token) => `Bearer ${token}`),
+  fc.constant(`DPoP ${GOOD}`),
+  fc.constant(''),
+);
+const extraHeader = fc.tuple(
+  fc.constantFrom('x-forwarded-for', 'x_user', 'forwarded', 'client-cert', 'content-length', 'transfer-encoding', 'host', 'authorization', 'x-fapi-interaction-id', 'expect', 'x-custom'),
+  fc.stringMatching(/^[ -~]{0,20}$/),
+);
+
+test('random requests: never a 500, and only a well-formed request with the good token reaches the API', async () => {
+  await fc.assert(
+    fc.asyncProperty(method, path, authorization, fc.array(extraHeader, { maxLength: 3 }), async (verb, target, auth, extra) => {
+      const before = upstream.received.length;
+      const lines = [`${verb} ${target} HTTP/1.1`, 'Host: localhost'];
+      if (auth !== '') lines.push(`Authorization: ${auth}`);
+      for (const [name, value] of extra) lines.push(`${name}: ${value}`);
+      const socket = await openTls(sidecar.port, pki.partnerA, pki);
+      let status = 0;
+      try {
+        const response = readResponse(socket, 3000);
+        socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+        status = (await response.catch(() => ({ status: 0 }))).status;
+      } finally {
+        socket.destroy();
+      }
+      assert.notEqual(status, 500, lines.join(' | '));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (upstream.received.length > before) {
+        const seen = upstream.received.at(-1)!;
+        assert.match(auth, new RegExp(`^bearer ${GOOD}$`, 'i'), lines.join(' | '));
+        assert.ok(!extra.some(([name]) => name === 'authorization'), 'a second Authorization header was let through');
+        assert.ok(['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'].includes(verb));
+        const sent = target.split('?', 1)[0] ?? '';
+        assert.match(sent, WELL_FORMED_PATH, target);
+        assert.equal(seen.url.split('?', 1)[0], `/base${sent}`);
+        assert.match(String(seen.headers.authorization), /^Bearer ey/);
+      }
+    }),
+    { numRuns: 150 },
+  );
+  assert.ok(!sidecar.logs.some((line) => line.includes('unexpected error')), 'an unexpected error was logged');
+});
