@@ -60,8 +60,8 @@ describe('request targets, methods and headers (upstream with a base path)', () 
       assert.equal(response.status, 400, response.body);
       assert.equal(response.json.error, 'invalid_request');
       assert.equal(stack.upstream.received.length, before);
-      const line = accessLines(sidecar.logs).find((candidate) => candidate.interaction_id === response.headers['x-fapi-interaction-id']);
-      assert.ok(line !== undefined && (line.reason === 'bad_request_target' || line.reason === 'malformed_url'), JSON.stringify(line));
+      const line = await accessLineFor(sidecar.logs, response);
+      assert.ok(line.reason === 'bad_request_target' || line.reason === 'malformed_url', JSON.stringify(line));
       assert.ok(!sidecar.logs.some((entry) => entry.includes('unexpected error')));
     });
   }
