@@ -14,16 +14,16 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { RequestRejected, asSidecarError, type SidecarError } from './errors.ts';
-import { AccessRecorder, accessLineOf } from './http/access.ts';
+import { RequestRejected } from './errors.ts';
+import { AccessRecorder } from './http/access.ts';
+import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
 import { interactionIdOf } from './http/interaction-id.ts';
 import { createListener } from './http/listener.ts';
 import { writeRawRefusal } from './http/raw-refusal.ts';
 import { errorReplier } from './http/reply-error.ts';
-import { stateOf } from './http/request-state-of.ts';
 import { SidecarMetrics } from './metrics.ts';
-import { endRequest, newRequestState, releaseAtEnd, type RequestState } from './request-state.ts';
+import { releaseAtEnd, type RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
 import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
@@ -54,12 +54,6 @@ export interface Sidecar {
   limits: PartnerLimits;
   /** Starts a graceful drain: every response from now on closes its connection. */
   drain(): void;
-}
-
-/** Errors Node raises on a connection before Fastify has a request: the client's, never ours. */
-function clientErrorOf(error: NodeJS.ErrnoException): SidecarError {
-  const refusal = asSidecarError(error);
-  return refusal.status >= 500 ? new RequestRejected(400, 'bad_request', { detail: error.code }) : refusal;
 }
 
 export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
@@ -102,29 +96,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   });
   const access = new AccessRecorder(logger, metrics);
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
-  const replyWithError = errorReplier(logger, isLastResponse);
-  // The state of the request each connection is serving, for a timeout Node reports on the socket.
-  const serving = new WeakMap<Duplex, RequestState>();
-
-  const onClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return;
-    const refusal = clientErrorOf(error);
-    const current = serving.get(socket);
-    // Node reports the end of a connection it has just timed out as a second, parse error.
-    if (current?.rawStatus !== undefined) return;
-    if (current !== undefined) {
-      // Fastify's request on this connection gets its access line when its response ends.
-      current.reason = refusal.reason;
-      current.detail = refusal.detail;
-      current.rawStatus = refusal.status;
-    } else {
-      const state = newRequestState();
-      state.reason = refusal.reason;
-      state.detail = refusal.detail;
-      access.record(accessLineOf({ interactionId: '-', method: '-', rawUrl: '-', sentStatus: refusal.status }, state));
-    }
-    writeRawRefusal(socket, refusal, '-');
-  };
+  const tracker = new RequestTracker(access);
+  const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);
+  const replyWithError = errorReplier({ logger, isLastResponse, track });
 
   const app = Fastify({
     serverFactory: (handler) => createListener(config, handler),
@@ -138,7 +112,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     // Errors raised before routing (a malformed URL) would otherwise get Fastify's own body,
     // which quotes the URL, query and all.
     frameworkErrors: replyWithError,
-    clientErrorHandler: onClientError,
+    clientErrorHandler: (error, socket) => tracker.onClientError(error, socket),
   });
   app.decorateRequest('phantom', null as unknown as RequestState);
 
@@ -148,23 +122,12 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   app.addContentTypeParser('*', (_request, payload, done) => done(null, limitedBody(payload, config.http.maxBodyBytes)));
 
-  const whenOver = (request: FastifyRequest, reply: FastifyReply, state: RequestState): void => {
-    const socket = request.raw.socket;
-    serving.set(socket, state);
-    reply.raw.once('close', () => {
-      if (serving.get(socket) === state) serving.delete(socket);
-      endRequest(state);
-      const sentStatus = reply.raw.headersSent ? reply.raw.statusCode : undefined;
-      access.record(accessLineOf({ interactionId: request.id, method: request.method, rawUrl: request.raw.url ?? '', sentStatus }, state));
-    });
-  };
-
   // Callback-style hooks where no await is needed: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
     // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
     reply.header('x-fapi-interaction-id', request.id);
-    const state = stateOf(request);
-    whenOver(request, reply, state);
+    track(request, reply);
+    const state = request.phantom;
     const { raw } = request;
     state.x5t = connectionThumbprint(raw.socket as TLSSocket);
     checkMethod(request.method, target);
@@ -206,11 +169,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   // Node answers CONNECT outside the request handler; without a listener it drops the socket.
   server.on('connect', (request: IncomingMessage, socket: Duplex) => {
     const refusal = new RequestRejected(405, 'method_not_allowed', { allow: target.allow, detail: 'CONNECT' });
-    const state = newRequestState();
-    state.reason = refusal.reason;
-    state.detail = refusal.detail;
     const interactionId = interactionIdOf(request);
-    access.record(accessLineOf({ interactionId, method: 'CONNECT', rawUrl: '-', sentStatus: refusal.status }, state));
+    tracker.record(interactionId, 'CONNECT', refusal);
     writeRawRefusal(socket, refusal, interactionId);
   });
   server.on('secureConnection', (socket: Socket) => connections.born(socket));

@@ -9,9 +9,17 @@ export const REALM = 'phantom-sidecar';
 
 export type ErrorReplier = (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply;
 
-export function errorReplier(logger: Logger, isLastResponse: (socket: Socket) => boolean): ErrorReplier {
+export interface ErrorReplyParts {
+  logger: Logger;
+  isLastResponse: (socket: Socket) => boolean;
+  /** Makes sure the request gets its access line, also when Fastify failed it before any hook. */
+  track: (request: FastifyRequest, reply: FastifyReply) => void;
+}
+
+export function errorReplier({ logger, isLastResponse, track }: ErrorReplyParts): ErrorReplier {
   return (error, request, reply) => {
     const failure = asSidecarError(error);
+    track(request, reply);
     const state = stateOf(request);
     state.reason = failure.reason;
     state.detail = failure.detail;

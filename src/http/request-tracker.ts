@@ -1,0 +1,68 @@
+// Every request gets exactly one access line and gives back what it held, once its response
+// is over: sent, refused, or cut off by the client or by a deadline Node enforces on the
+// socket (which Node reports as a client error, with no request object).
+import type { Duplex } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { RequestRejected, asSidecarError, type SidecarError } from '../errors.ts';
+import { endRequest, newRequestState, type RequestState } from '../request-state.ts';
+import { accessLineOf, type AccessRecorder } from './access.ts';
+import { writeRawRefusal } from './raw-refusal.ts';
+import { stateOf } from './request-state-of.ts';
+
+/** Errors Node raises on a connection before Fastify has a request: the client's, never ours. */
+function clientErrorOf(error: NodeJS.ErrnoException): SidecarError {
+  const refusal = asSidecarError(error);
+  return refusal.status >= 500 ? new RequestRejected(400, 'bad_request', { detail: error.code }) : refusal;
+}
+
+export class RequestTracker {
+  readonly #access: AccessRecorder;
+  // The request each connection is serving, for a deadline Node reports on the socket.
+  readonly #serving = new WeakMap<Duplex, RequestState>();
+  readonly #tracked = new WeakSet<RequestState>();
+
+  constructor(access: AccessRecorder) {
+    this.#access = access;
+  }
+
+  /** Watches the request's response; idempotent, so any hook (or an early error) may call it. */
+  track(request: FastifyRequest, reply: FastifyReply): void {
+    const state = stateOf(request);
+    if (this.#tracked.has(state)) return;
+    this.#tracked.add(state);
+    const socket = request.raw.socket;
+    this.#serving.set(socket, state);
+    reply.raw.once('close', () => {
+      if (this.#serving.get(socket) === state) this.#serving.delete(socket);
+      endRequest(state);
+      const sentStatus = reply.raw.headersSent ? reply.raw.statusCode : undefined;
+      this.#access.record(accessLineOf({ interactionId: request.id, method: request.method, rawUrl: request.raw.url ?? '', sentStatus }, state));
+    });
+  }
+
+  /** Fastify's clientErrorHandler: a head that never ended, a body too slow, an unparsable request. */
+  onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const refusal = clientErrorOf(error);
+    const current = this.#serving.get(socket);
+    // Node reports the end of a connection it has just timed out as a second, parse error.
+    if (current?.rawStatus !== undefined) return;
+    if (current !== undefined) {
+      // The request in Fastify's hands gets its access line when its response ends.
+      current.reason = refusal.reason;
+      current.detail = refusal.detail;
+      current.rawStatus = refusal.status;
+    } else {
+      this.record('-', '-', refusal);
+    }
+    writeRawRefusal(socket, refusal, '-');
+  }
+
+  /** The access line of a refusal made outside Fastify (a CONNECT, a client error). */
+  record(interactionId: string, method: string, refusal: SidecarError): void {
+    const state = newRequestState();
+    state.reason = refusal.reason;
+    state.detail = refusal.detail;
+    this.#access.record(accessLineOf({ interactionId, method, rawUrl: '-', sentStatus: refusal.status }, state));
+  }
+}
