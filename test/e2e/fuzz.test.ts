@@ -32,7 +32,18 @@ after(async () => {
   await fake?.stop();
 });
 
-const WELL_FORMED_PATH = /^\/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2}|\.(?!\.?(?:\/|$|;)))*(?:\/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2}|\.)+)*\/?$/;
+/** What may reach the API: a path any URL parser leaves as it is, with nothing to traverse. */
+function isSafePath(path: string): boolean {
+  if (!path.startsWith('/') || path.includes('\\') || path.includes('//')) return false;
+  if (new URL(path, 'http://api.internal').pathname !== path) return false;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return false;
+  }
+  return !decoded.includes('\\') && !decoded.split('/').some((segment) => ['.', '..'].includes(segment.split(';', 1)[0] ?? ''));
+}
 
 const method = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT', 'PROPFIND', 'get', 'G\u00c9T');
 const pathChar = fc.constantFrom('/', '.', '%', '2', 'e', 'f', '5', 'c', '0', '\\', ';', 'a', 'b', '~', '@', '?', '=', '&', '#', '"', '*');
@@ -77,7 +88,7 @@ test('random requests: never a 500, and only a well-formed request with the good
         assert.ok(!extra.some(([name]) => name === 'authorization'), 'a second Authorization header was let through');
         assert.ok(['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'].includes(verb));
         const sent = target.split('?', 1)[0] ?? '';
-        assert.match(sent, WELL_FORMED_PATH, target);
+        assert.ok(isSafePath(sent), target);
         assert.equal(seen.url.split('?', 1)[0], `/base${sent}`);
         assert.match(String(seen.headers.authorization), /^Bearer ey/);
       }
