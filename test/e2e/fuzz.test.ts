@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { isRefusalReason } from '../../src/reasons.ts';
 import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
 import { makePki } from '../support/pki.ts';
 import { openTls, readResponse } from '../support/raw.ts';
@@ -96,4 +97,9 @@ test('random requests: never a 500, and only a well-formed request with the good
     { numRuns: 150 },
   );
   assert.ok(!sidecar.logs.some((line) => line.includes('unexpected error')), 'an unexpected error was logged');
+  // Whatever came in, the metric labels stay within the closed set of reasons.
+  const metrics = await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/metrics`)).text();
+  const reasons = [...metrics.matchAll(/phantom_requests_total\{status="\d+",reason="([^"]*)"\}/g)].map((match) => match[1] ?? '');
+  assert.ok(reasons.length > 3);
+  for (const reason of reasons) assert.ok(reason === '' || isRefusalReason(reason), reason);
 });

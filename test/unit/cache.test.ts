@@ -136,3 +136,47 @@ test('a token repeated on one connection maps to the same entry; another token d
   assert.notEqual(b.entry, a1.entry);
   assert.equal(b.entry.introspection.active && b.entry.introspection.claims.sub, 'token-b');
 });
+
+test('inactive answers live in their own small cache: any number of them never evicts an active answer', async () => {
+  const introspector: Introspector = {
+    introspect: async (token) => (token === 'good' ? { active: true, claims: { exp: NOW / 1000 + 60 } } : { active: false }),
+    close: async () => {},
+  };
+  const cache = new IntrospectionCache(introspector, { ...settings, maxEntries: 2, negativeMaxEntries: 3 }, () => NOW);
+  assert.equal((await cache.lookup('good')).outcome, 'miss');
+  for (let i = 0; i < 50; i += 1) assert.equal((await cache.lookup(`random-${i}`)).entry.introspection.active, false);
+  assert.equal(cache.inactiveSize, 3, 'the inactive cache is bounded');
+  assert.equal(cache.size, 1);
+  assert.equal((await cache.lookup('good')).outcome, 'hit');
+  assert.equal((await cache.lookup('random-49')).outcome, 'hit', 'recent inactive answers are still remembered');
+});
+
+test('beforeCall runs only for a new call; its charge is returned on a miss and refunded when the AS fails', async () => {
+  const introspector = scripted();
+  const cache = new IntrospectionCache(introspector, settings, () => NOW);
+  let charged = 0;
+  let refunded = 0;
+  const beforeCall = () => {
+    charged += 1;
+    return () => {
+      refunded += 1;
+    };
+  };
+  const first = cache.lookup('t', undefined, beforeCall);
+  const joined = cache.lookup('t', undefined, beforeCall);
+  introspector.settle({ active: false });
+  const [miss, shared] = await Promise.all([first, joined]);
+  assert.equal(charged, 1);
+  assert.equal(typeof miss.charge, 'function');
+  assert.equal(shared.charge, undefined);
+  await cache.lookup('t', undefined, beforeCall);
+  assert.equal(charged, 1, 'a hit costs nothing');
+  const failing = cache.lookup('u', undefined, beforeCall);
+  introspector.settle(new AuthorizationServerUnavailable('as_timeout'));
+  await assert.rejects(failing);
+  assert.deepEqual([charged, refunded], [2, 1]);
+  await assert.rejects(cache.lookup('v', undefined, () => {
+    throw new Error('refused');
+  }), { message: 'refused' });
+  assert.equal(introspector.calls.includes('v'), false, 'a refused call is not made');
+});
