@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { call } from '../support/client.ts';
-import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
+import { boundAnswer as answerBoundTo, json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
 import { makePki, type Pki } from '../support/pki.ts';
 import { accessLineFor, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';
@@ -15,16 +15,7 @@ let fake: FakeAuthorizationServer;
 let upstream: EchoUpstream;
 let counter = 0;
 const freshToken = (): string => `opaque-${process.pid}-${(counter += 1)}`;
-const boundAnswer = (extra: Record<string, unknown> = {}) => ({
-  active: true,
-  client_id: 'partner-a',
-  scope: 'accounts',
-  aud: 'https://api.example.com',
-  token_type: 'Bearer',
-  exp: Math.floor(Date.now() / 1000) + 300,
-  cnf: { 'x5t#S256': pki.partnerA.thumbprint },
-  ...extra,
-});
+const boundAnswer = (extra: Record<string, unknown> = {}) => answerBoundTo(pki.partnerA.thumbprint, extra);
 
 before(async () => {
   fake = await startFakeAuthorizationServer(pki);

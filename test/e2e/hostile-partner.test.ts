@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
 import { partnerToken } from '../support/as.ts';
 import { call } from '../support/client.ts';
-import { json, startFakeAuthorizationServer } from '../support/fake-as.ts';
+import { boundAnswer, json, startFakeAuthorizationServer } from '../support/fake-as.ts';
 import type { Pki } from '../support/pki.ts';
 import { closedWithin, openTls, readResponse } from '../support/raw.ts';
 import { accessLineFor, accessLines, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
@@ -234,15 +234,7 @@ describe('bounded calls to the AS and to the API', () => {
     await stack?.stop();
   });
 
-  const answer = (extra: Record<string, unknown> = {}) => ({
-    active: true,
-    client_id: 'partner-a',
-    token_type: 'Bearer',
-    aud: 'https://api.example.com',
-    exp: Math.floor(Date.now() / 1000) + 300,
-    cnf: { 'x5t#S256': pki.partnerA.thumbprint },
-    ...extra,
-  });
+  const answer = () => boundAnswer(pki.partnerA.thumbprint);
 
   test('past PHANTOM_MAX_CONCURRENT_INTROSPECTIONS calls in flight, a new token gets 503 at once', async () => {
     const held: Array<() => void> = [];

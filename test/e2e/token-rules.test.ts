@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { partnerToken, refreshToken } from '../support/as.ts';
 import { call } from '../support/client.ts';
-import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
+import { boundAnswer, json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
 import { makePki, type Pki } from '../support/pki.ts';
 import { accessLineFor, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startStack, type Stack } from '../support/stack.ts';
@@ -66,17 +66,7 @@ describe('against a scripted authorization server', () => {
   let asJwtSidecar: RunningSidecar;
   let counter = 0;
   const fresh = (): string => `scripted-${process.pid}-${(counter += 1)}`;
-  const answer = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-    active: true,
-    client_id: 'partner-a',
-    sub: 'partner-a',
-    token_type: 'Bearer',
-    aud: 'https://api.example.com',
-    scope: 'accounts',
-    exp: Math.floor(Date.now() / 1000) + 300,
-    cnf: { 'x5t#S256': pki.partnerA.thumbprint },
-    ...extra,
-  });
+  const answer = (extra: Record<string, unknown> = {}) => boundAnswer(pki.partnerA.thumbprint, { sub: 'partner-a', ...extra });
 
   before(async () => {
     fake = await startFakeAuthorizationServer(pki);

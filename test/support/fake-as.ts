@@ -48,3 +48,20 @@ export async function startFakeAuthorizationServer(pki: Pki, identity: { cert: s
     });
   return fake;
 }
+
+/**
+ * An RFC 7662 answer every default rule accepts: active, an access token for the test API,
+ * bound to `thumbprint`, with `accounts`; `extra` overrides (undefined removes a member).
+ */
+export function boundAnswer(thumbprint: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    active: true,
+    client_id: 'partner-a',
+    scope: 'accounts',
+    aud: 'https://api.example.com',
+    token_type: 'Bearer',
+    exp: Math.floor(Date.now() / 1000) + 300,
+    cnf: { 'x5t#S256': thumbprint },
+    ...extra,
+  };
+}
