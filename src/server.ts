@@ -26,6 +26,8 @@ import { SidecarMetrics } from './metrics.ts';
 import { releaseAtEnd, type RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
+import { asJwtAnswer, jsonAnswer } from './authorization-server/answer-format.ts';
+import { clientSecretBasic } from './authorization-server/client-auth.ts';
 import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
 import { PartnerLimits } from './pipeline/partner-limits.ts';
 import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './pipeline/proxy.ts';
@@ -60,7 +62,12 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const { logger } = parts;
   const now = parts.now ?? Date.now;
   const introspector = new IntrospectionCapacity(
-    parts.introspector ?? new IntrospectionClient(config.introspection, config.upstreamToken.mode),
+    parts.introspector ??
+      new IntrospectionClient(config.introspection, {
+        endpoint: () => config.introspection.url,
+        auth: clientSecretBasic(config.introspection.clientId, config.introspection.clientSecret),
+        format: config.upstreamToken.mode === 'as-jwt' ? asJwtAnswer : jsonAnswer,
+      }),
     config.limits.maxConcurrentIntrospections,
   );
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));

@@ -4,9 +4,10 @@
 // a wrong shape, our own credentials refused) is an AuthorizationServerUnavailable: the
 // client is never blamed and nothing is forwarded.
 import { Pool } from 'undici';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { AuthorizationServerUnavailable } from '../errors.ts';
 import type { Config } from '../config.ts';
+import type { AnswerFormat } from '../authorization-server/answer-format.ts';
+import type { ClientAuthentication } from '../authorization-server/client-auth.ts';
 
 export interface Confirmation {
   'x5t#S256'?: string;
@@ -40,9 +41,9 @@ export interface Introspector {
 // An answer of more than this is not an introspection response.
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
-const malformed = (): AuthorizationServerUnavailable => new AuthorizationServerUnavailable('as_malformed_response');
+export const malformed = (detail?: string): AuthorizationServerUnavailable => new AuthorizationServerUnavailable('as_malformed_response', detail);
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
@@ -98,47 +99,12 @@ export function parseIntrospectionJson(body: unknown): Introspection {
   return { active: true, claims: parseClaims(body) };
 }
 
-/** An AS-issued JWT (phantom-token mode): its claims stand for the introspection answer. */
-export function parseUpstreamJwt(jwt: string): Introspection {
-  try {
-    const header = decodeProtectedHeader(jwt);
-    if (typeof header.alg !== 'string' || header.alg === 'none') throw malformed();
-    return { active: true, claims: parseClaims(decodeJwt(jwt)), jwt };
-  } catch {
-    throw malformed();
-  }
-}
-
-/** Curity answers with the JWT as the body, Keycloak in `jwt`, others in `phantom_token`. */
-export function parseAsJwtAnswer(status: number, contentType: string, text: string): Introspection {
-  if (status === 204) return { active: false };
-  if (contentType === 'application/jwt') return parseUpstreamJwt(text.trim());
-  if (contentType !== 'application/json') throw malformed();
-  const body = parseJson(text);
-  if (!isRecord(body)) throw malformed();
-  if (body.active === false) return { active: false };
-  const jwt = typeof body.jwt === 'string' ? body.jwt : body.phantom_token;
-  if (typeof jwt !== 'string') throw malformed();
-  return parseUpstreamJwt(jwt);
-}
-
-function parseJson(text: string): unknown {
+export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
     throw malformed();
   }
-}
-
-function mediaType(header: string | string[] | undefined): string {
-  const value = Array.isArray(header) ? header[0] : header;
-  return (value ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-}
-
-/** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and encoded. */
-export function basicCredentials(clientId: string, clientSecret: string): string {
-  const encode = (value: string): string => new URLSearchParams({ v: value }).toString().slice(2);
-  return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
 }
 
 function unreachable(error: unknown): AuthorizationServerUnavailable {
@@ -166,39 +132,69 @@ async function readLimited(body: AsyncIterable<Buffer>): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** RFC 7662 client over a kept-alive, TLS-verified connection pool. */
-export class IntrospectionClient implements Introspector {
-  readonly #pool: Pool;
-  readonly #path: string;
-  readonly #headers: Record<string, string>;
-  readonly #timeoutMs: number;
-  readonly #asJwt: boolean;
+export interface IntrospectionParts {
+  /** Where to ask: configured, or from the AS's metadata (undefined until it is known). */
+  endpoint: () => URL | undefined;
+  auth: ClientAuthentication;
+  format: AnswerFormat;
+}
 
-  constructor(settings: Config['introspection'], mode: Config['upstreamToken']['mode']) {
-    this.#timeoutMs = settings.timeoutMs;
-    this.#asJwt = mode === 'as-jwt';
-    this.#path = `${settings.url.pathname}${settings.url.search}`;
-    this.#headers = {
-      authorization: basicCredentials(settings.clientId, settings.clientSecret),
-      'content-type': 'application/x-www-form-urlencoded',
-      accept: this.#asJwt ? 'application/jwt' : 'application/json',
-    };
-    this.#pool = new Pool(settings.url.origin, {
+interface PoolFor {
+  key: string;
+  pool: Pool;
+}
+
+/**
+ * RFC 7662 client over a kept-alive, TLS-verified connection pool. How the sidecar proves who
+ * it is (client-auth.ts) and how the answer is asked for and read (answer-format.ts) are
+ * parts of their own; this is the exchange: one POST, one deadline, one retry on a kept-alive
+ * connection the AS closed.
+ */
+export class IntrospectionClient implements Introspector {
+  readonly #settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>;
+  readonly #parts: IntrospectionParts;
+  #current: PoolFor | undefined;
+
+  constructor(settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>, parts: IntrospectionParts) {
+    this.#settings = settings;
+    this.#parts = parts;
+  }
+
+  /** The pool for this origin and client certificate; a new one when either changed. */
+  #poolFor(endpoint: URL): Pool {
+    const tls = this.#parts.auth.tls();
+    const key = `${endpoint.origin} ${tls.version}`;
+    if (this.#current?.key === key) return this.#current.pool;
+    const previous = this.#current?.pool;
+    const pool = new Pool(endpoint.origin, {
       connections: 32,
       pipelining: 1,
       keepAliveTimeout: 30_000,
-      connectTimeout: settings.timeoutMs,
-      headersTimeout: settings.timeoutMs,
-      bodyTimeout: settings.timeoutMs,
-      connect: { ca: settings.ca, rejectUnauthorized: true },
+      connectTimeout: this.#settings.timeoutMs,
+      headersTimeout: this.#settings.timeoutMs,
+      bodyTimeout: this.#settings.timeoutMs,
+      connect: { ca: this.#settings.ca, rejectUnauthorized: true, cert: tls.cert, key: tls.key },
     });
+    this.#current = { key, pool };
+    // Calls under way on the old pool finish there; it closes once they have.
+    void previous?.close().catch(() => undefined);
+    return pool;
   }
 
   /** One POST; a kept-alive connection the server closed under us is retried once. */
-  async #exchange(body: string, signal: AbortSignal): Promise<{ status: number; contentType: string; text: string }> {
+  async #exchange(endpoint: URL, token: string, signal: AbortSignal): Promise<{ status: number; contentType: string; text: string }> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const response = await this.#pool.request({ method: 'POST', path: this.#path, headers: this.#headers, body, signal });
+        // Fresh credentials per attempt: an assertion is never sent twice.
+        const { headers, form } = await this.#parts.auth.credentials();
+        const body = new URLSearchParams({ token, token_type_hint: 'access_token', ...form }).toString();
+        const response = await this.#poolFor(endpoint).request({
+          method: 'POST',
+          path: `${endpoint.pathname}${endpoint.search}`,
+          headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: this.#parts.format.accept },
+          body,
+          signal,
+        });
         return {
           status: response.statusCode,
           contentType: mediaType(response.headers['content-type']),
@@ -214,19 +210,22 @@ export class IntrospectionClient implements Introspector {
   }
 
   async introspect(token: string): Promise<Introspection> {
-    const body = `token=${encodeURIComponent(token)}&token_type_hint=access_token`;
+    const endpoint = this.#parts.endpoint();
+    if (endpoint === undefined) throw new AuthorizationServerUnavailable('as_unreachable', 'no_metadata');
     // One deadline over the whole exchange, so a trickling body cannot outlast it.
-    const { status, contentType, text } = await this.#exchange(body, AbortSignal.timeout(this.#timeoutMs));
+    const { status, contentType, text } = await this.#exchange(endpoint, token, AbortSignal.timeout(this.#settings.timeoutMs));
     if (status === 401 || status === 403) {
-      throw new AuthorizationServerUnavailable('as_rejected_sidecar_credentials');
+      throw new AuthorizationServerUnavailable('as_rejected_sidecar_credentials', String(status));
     }
-    if (this.#asJwt && (status === 200 || status === 204)) return parseAsJwtAnswer(status, contentType, text);
-    if (status !== 200) throw new AuthorizationServerUnavailable('as_error_status', String(status));
-    if (contentType !== 'application/json') throw malformed();
-    return parseIntrospectionJson(parseJson(text));
+    return this.#parts.format.parse(status, contentType, text);
   }
 
   async close(): Promise<void> {
-    await this.#pool.close();
+    await this.#current?.pool.close();
   }
+}
+
+export function mediaType(header: string | string[] | undefined): string {
+  const value = Array.isArray(header) ? header[0] : header;
+  return (value ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
 }

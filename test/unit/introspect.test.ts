@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { AuthorizationServerUnavailable } from '../../src/errors.ts';
-import { IntrospectionClient, basicCredentials, parseAsJwtAnswer, parseIntrospectionJson } from '../../src/pipeline/introspect.ts';
+import { IntrospectionClient, parseIntrospectionJson } from '../../src/pipeline/introspect.ts';
+import { asJwtAnswer, jsonAnswer, parseAsJwtAnswer } from '../../src/authorization-server/answer-format.ts';
+import { basicCredentials, clientSecretBasic } from '../../src/authorization-server/client-auth.ts';
 import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
 import { issueServerCertificate, makePki } from '../support/pki.ts';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -20,11 +22,12 @@ after(() => fake.stop());
 const unavailable = (reason: string, detail?: string) => (error: unknown) =>
   error instanceof AuthorizationServerUnavailable && error.reason === reason && (detail === undefined || error.detail === detail);
 
-const client = (mode: 'mint' | 'as-jwt' = 'mint', overrides: { ca?: string; timeoutMs?: number } = {}) =>
+const clientAt = (url: string, mode: 'mint' | 'as-jwt' = 'mint', overrides: { ca?: string; timeoutMs?: number } = {}) =>
   new IntrospectionClient(
-    { url: new URL(fake.url), clientId: 'side:car', clientSecret: 's%cr t', ca: 'ca' in overrides ? overrides.ca : pki.ca, timeoutMs: overrides.timeoutMs ?? 1000 },
-    mode,
+    { ca: 'ca' in overrides ? overrides.ca : pki.ca, timeoutMs: overrides.timeoutMs ?? 1000 },
+    { endpoint: () => new URL(url), auth: clientSecretBasic('side:car', 's%cr t'), format: mode === 'as-jwt' ? asJwtAnswer : jsonAnswer },
   );
+const client = (mode: 'mint' | 'as-jwt' = 'mint', overrides: { ca?: string; timeoutMs?: number } = {}) => clientAt(fake.url, mode, overrides);
 
 test('only the JSON boolean true is active; other values are the AS\'s fault', () => {
   assert.deepEqual(parseIntrospectionJson({ active: false, sub: 'x' }), { active: false });
@@ -99,7 +102,7 @@ test('an authorization server whose certificate names another host is never aske
   const other = issueServerCertificate(pki, mkdtempSync(join(tmpdir(), 'phantom-host-')), 'elsewhere', 'DNS:elsewhere.example');
   const impostor = await startFakeAuthorizationServer(pki, { cert: readFileSync(other.cert, 'utf8'), key: readFileSync(other.key, 'utf8') });
   try {
-    const wrongHost = new IntrospectionClient({ url: new URL(impostor.url), clientId: 'c', clientSecret: 's', ca: pki.ca, timeoutMs: 1000 }, 'mint');
+    const wrongHost = clientAt(impostor.url);
     await assert.rejects(wrongHost.introspect('t'), unavailable('as_unreachable', 'ERR_TLS_CERT_ALTNAME_INVALID'));
     assert.equal(impostor.seen.length, 0);
   } finally {
@@ -108,7 +111,7 @@ test('an authorization server whose certificate names another host is never aske
 });
 
 test('a refused connection is AuthorizationServerUnavailable', async () => {
-  const closed = new IntrospectionClient({ url: new URL('https://127.0.0.1:1/x'), clientId: 'c', clientSecret: 's', ca: pki.ca, timeoutMs: 500 }, 'mint');
+  const closed = clientAt('https://127.0.0.1:1/x', 'mint', { timeoutMs: 500 });
   await assert.rejects(closed.introspect('t'), unavailable('as_unreachable', 'ECONNREFUSED'));
 });
 
