@@ -7,7 +7,7 @@ import type { JWK } from 'jose';
 import type { SidecarMetrics } from './metrics.ts';
 
 export interface Readiness {
-  ready: boolean;
+  readonly ready: boolean;
 }
 
 export interface AdminParts {

@@ -2,7 +2,7 @@
 // A bad value becomes a ConfigError naming the variable; main.ts prints that one line and
 // exits 2. No message here ever contains a secret's value.
 import type { KeyObject } from 'node:crypto';
-import { ConfigError, EnvReader, refuseUnknownVariables, type Env } from './config-env.ts';
+import { ConfigError, EnvReader, readText, refuseUnknownVariables, type Env } from './config-env.ts';
 
 import { parsePrivateKey, readCertificateFile, readTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.ts';
 
@@ -22,6 +22,15 @@ export interface MintConfig {
   /** Absent: a fresh key is generated per process. */
   signingKey: KeyObject | undefined;
 }
+
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'] as const;
+export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
+
+/** How the sidecar authenticates to the AS (FAPI 2.0 §5.3.2.1 allows only the last three). */
+export type IntrospectionAuth =
+  | { method: 'client_secret_basic' | 'client_secret_post'; secret: string }
+  | { method: 'private_key_jwt'; key: KeyObject; alg: JwtAlg; keyId: string | undefined }
+  | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; certPath: string; keyPath: string };
 
 export interface AsJwtConfig {
   mode: 'as-jwt';
@@ -58,9 +67,19 @@ export interface Config {
   };
   upstream: { url: URL; timeoutMs: number; connections: number; queueTimeoutMs: number };
   introspection: {
-    url: URL;
+    /** PHANTOM_INTROSPECTION_URL; when absent, the AS's metadata says where. */
+    url: URL | undefined;
+    /** PHANTOM_AS_ISSUER: read the AS's metadata from it. */
+    issuer: string | undefined;
+    /** PHANTOM_AS_JWKS_URL, else the metadata's jwks_uri. */
+    jwksUrl: URL | undefined;
+    metadataRefreshSeconds: number;
+    jwksCooldownSeconds: number;
     clientId: string;
-    clientSecret: string;
+    auth: IntrospectionAuth;
+    /** The `aud` of a private_key_jwt assertion and the `iss` of a signed answer. */
+    asIdentifier: string | undefined;
+    response: 'json' | 'jwt';
     ca: string | undefined;
     timeoutMs: number;
   };
@@ -174,19 +193,113 @@ function readExpectedAudience(env: EnvReader): string | undefined {
   return audience;
 }
 
+// Which settings belong to which method: any other one set is a start-up error naming it.
+const METHOD_SETTINGS: Record<string, readonly ClientAuthMethod[]> = {
+  PHANTOM_INTROSPECTION_CLIENT_SECRET: ['client_secret_basic', 'client_secret_post'],
+  PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: ['client_secret_basic', 'client_secret_post'],
+  PHANTOM_INTROSPECTION_CLIENT_KEY: ['private_key_jwt'],
+  PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: ['private_key_jwt'],
+  PHANTOM_INTROSPECTION_CLIENT_KEY_ALG: ['private_key_jwt'],
+  PHANTOM_INTROSPECTION_CLIENT_KEY_ID: ['private_key_jwt'],
+  PHANTOM_INTROSPECTION_CLIENT_CERT: ['tls_client_auth', 'self_signed_tls_client_auth'],
+  PHANTOM_INTROSPECTION_CLIENT_CERT_KEY: ['tls_client_auth', 'self_signed_tls_client_auth'],
+};
+
+/** The JWS algorithm a key signs with, when PHANTOM_INTROSPECTION_CLIENT_KEY_ALG does not say. */
+function algorithmOf(key: KeyObject): JwtAlg | undefined {
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
+  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') return 'PS256';
+  if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
+  return undefined;
+}
+
+function readIntrospectionAuth(env: EnvReader): IntrospectionAuth {
+  const method = env.oneOf<ClientAuthMethod>('PHANTOM_INTROSPECTION_AUTH', 'client_secret_basic', CLIENT_AUTH_METHODS);
+  for (const [variable, methods] of Object.entries(METHOD_SETTINGS)) {
+    if (!methods.includes(method) && env.optional(variable) !== undefined) {
+      throw new ConfigError(variable, `does not belong to PHANTOM_INTROSPECTION_AUTH=${method}`);
+    }
+  }
+  switch (method) {
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      return { method, secret: env.secret('PHANTOM_INTROSPECTION_CLIENT_SECRET', { required: true }) ?? '' };
+    case 'private_key_jwt': {
+      const key = parsePrivateKey('PHANTOM_INTROSPECTION_CLIENT_KEY', env.secret('PHANTOM_INTROSPECTION_CLIENT_KEY', { required: true }) ?? '');
+      const fallback = algorithmOf(key);
+      if (fallback === undefined) throw new ConfigError('PHANTOM_INTROSPECTION_CLIENT_KEY', 'must be an EC P-256, RSA or Ed25519 key');
+      const alg = env.oneOf<JwtAlg>('PHANTOM_INTROSPECTION_CLIENT_KEY_ALG', fallback, ['ES256', 'PS256', 'EdDSA']);
+      checkSigningKeyFits('PHANTOM_INTROSPECTION_CLIENT_KEY', alg, key);
+      return { method, key, alg, keyId: env.optional('PHANTOM_INTROSPECTION_CLIENT_KEY_ID') };
+    }
+    case 'tls_client_auth':
+    case 'self_signed_tls_client_auth': {
+      const certPath = env.required('PHANTOM_INTROSPECTION_CLIENT_CERT');
+      const keyPath = env.required('PHANTOM_INTROSPECTION_CLIENT_CERT_KEY');
+      readClientCertificate(certPath, keyPath);
+      return { method, certPath, keyPath };
+    }
+  }
+}
+
+/** The sidecar's own client certificate and key, checked to match: at start-up and on every renewal. */
+export function readClientCertificate(certPath: string, keyPath: string): { cert: string; key: string } {
+  const { pem: cert, certificates } = readCertificateFile('PHANTOM_INTROSPECTION_CLIENT_CERT', certPath);
+  const key = readText('PHANTOM_INTROSPECTION_CLIENT_CERT_KEY', keyPath);
+  if (!certificates[0]?.checkPrivateKey(parsePrivateKey('PHANTOM_INTROSPECTION_CLIENT_CERT_KEY', key))) {
+    throw new ConfigError('PHANTOM_INTROSPECTION_CLIENT_CERT_KEY', 'does not match the certificate in PHANTOM_INTROSPECTION_CLIENT_CERT');
+  }
+  return { cert, key };
+}
+
+function readIssuer(env: EnvReader): string | undefined {
+  const issuer = env.optional('PHANTOM_AS_ISSUER');
+  if (issuer === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    throw new ConfigError('PHANTOM_AS_ISSUER', 'is not a valid absolute URL');
+  }
+  // RFC 8414 §2: an https URL with no query or fragment.
+  if (url.protocol !== 'https:' || url.search !== '' || url.hash !== '') {
+    throw new ConfigError('PHANTOM_AS_ISSUER', 'must be an https URL without query or fragment');
+  }
+  return issuer;
+}
+
 function readIntrospection(env: EnvReader): Config['introspection'] {
   const caPath = env.optional('PHANTOM_INTROSPECTION_CA');
+  const issuer = readIssuer(env);
+  const url = env.optional('PHANTOM_INTROSPECTION_URL') === undefined && issuer !== undefined ? undefined : env.url('PHANTOM_INTROSPECTION_URL', ['https:']);
+  const jwksUrl = env.optional('PHANTOM_AS_JWKS_URL') === undefined ? undefined : env.url('PHANTOM_AS_JWKS_URL', ['https:']);
+  const auth = readIntrospectionAuth(env);
+  const response = env.oneOf('PHANTOM_INTROSPECTION_RESPONSE', 'json', ['json', 'jwt'] as const);
+  const asIdentifier = issuer ?? env.optional('PHANTOM_EXPECTED_ISSUER');
+  if (auth.method === 'private_key_jwt' && asIdentifier === undefined) {
+    throw new ConfigError('PHANTOM_AS_ISSUER', 'is required for private_key_jwt: the assertion\'s aud is the AS\'s issuer identifier (FAPI 2.0)');
+  }
+  if (response === 'jwt') {
+    if (asIdentifier === undefined) throw new ConfigError('PHANTOM_AS_ISSUER', 'is required for PHANTOM_INTROSPECTION_RESPONSE=jwt: it is the answer\'s iss');
+    if (jwksUrl === undefined && issuer === undefined) throw new ConfigError('PHANTOM_AS_JWKS_URL', 'is required for PHANTOM_INTROSPECTION_RESPONSE=jwt (or PHANTOM_AS_ISSUER, whose metadata names it)');
+  }
   return {
-    url: env.url('PHANTOM_INTROSPECTION_URL', ['https:']),
+    url,
+    issuer,
+    jwksUrl,
+    metadataRefreshSeconds: env.integer('PHANTOM_AS_METADATA_REFRESH_S', 3600, 10, 86_400),
+    jwksCooldownSeconds: env.integer('PHANTOM_AS_JWKS_COOLDOWN_S', 10, 0, 3600),
     clientId: env.required('PHANTOM_INTROSPECTION_CLIENT_ID'),
-    clientSecret: env.secret('PHANTOM_INTROSPECTION_CLIENT_SECRET', { required: true }) ?? '',
+    auth,
+    asIdentifier,
+    response,
     ca: caPath === undefined ? undefined : readCertificateFile('PHANTOM_INTROSPECTION_CA', caPath).pem,
     timeoutMs: env.integer('PHANTOM_INTROSPECTION_TIMEOUT_MS', 2000, 1, 60_000),
   };
 }
 
 /** The key type each algorithm needs (RFC 7518 §3.3/§3.4, RFC 8037). */
-function checkSigningKeyFits(alg: JwtAlg, key: KeyObject): void {
+function checkSigningKeyFits(variable: string, alg: JwtAlg, key: KeyObject): void {
   const type = key.asymmetricKeyType;
   const details = key.asymmetricKeyDetails ?? {};
   const fits =
@@ -195,7 +308,8 @@ function checkSigningKeyFits(alg: JwtAlg, key: KeyObject): void {
     (alg === 'EdDSA' && type === 'ed25519');
   if (!fits) {
     const wanted = { ES256: 'an EC P-256 key', PS256: 'an RSA key of 2048 bits or more', EdDSA: 'an Ed25519 key' }[alg];
-    throw new ConfigError('PHANTOM_JWT_SIGNING_KEY', `PHANTOM_JWT_ALG=${alg} needs ${wanted}, got ${type ?? 'another kind of key'}`);
+    const algVariable = variable === 'PHANTOM_JWT_SIGNING_KEY' ? 'PHANTOM_JWT_ALG' : `${variable}_ALG`;
+    throw new ConfigError(variable, `${algVariable}=${alg} needs ${wanted}, got ${type ?? 'another kind of key'}`);
   }
 }
 
@@ -205,7 +319,7 @@ function readUpstreamToken(env: EnvReader): MintConfig | AsJwtConfig {
   const alg = env.oneOf<JwtAlg>('PHANTOM_JWT_ALG', 'ES256', ['ES256', 'PS256', 'EdDSA']);
   const pem = env.secret('PHANTOM_JWT_SIGNING_KEY', { required: false });
   const signingKey = pem === undefined ? undefined : parsePrivateKey('PHANTOM_JWT_SIGNING_KEY', pem);
-  if (signingKey !== undefined) checkSigningKeyFits(alg, signingKey);
+  if (signingKey !== undefined) checkSigningKeyFits('PHANTOM_JWT_SIGNING_KEY', alg, signingKey);
   return {
     mode,
     issuer: env.required('PHANTOM_JWT_ISSUER'),
@@ -241,7 +355,7 @@ export function loadConfig(environment: Env = process.env): Config {
     requireBinding: env.boolean('PHANTOM_REQUIRE_BINDING', true),
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
-    expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER'),
+    expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER') ?? env.optional('PHANTOM_AS_ISSUER'),
     expectedAudience: readExpectedAudience(env),
     upstreamToken: readUpstreamToken(env),
     admin: {
@@ -251,6 +365,9 @@ export function loadConfig(environment: Env = process.env): Config {
     logLevel: env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     weakened: [],
   };
+  if (config.introspection.response === 'jwt' && config.upstreamToken.mode === 'as-jwt') {
+    throw new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt');
+  }
   if (config.admin.port !== 0 && config.admin.port === config.listen.port && config.admin.host === config.listen.host) {
     throw new ConfigError('PHANTOM_ADMIN_PORT', `must differ from PHANTOM_LISTEN_PORT (${config.listen.port})`);
   }

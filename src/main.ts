@@ -31,10 +31,19 @@ function listenFailure(error: unknown, variable: string, host: string, port: num
 async function main(): Promise<void> {
   const config = readConfig();
   const logger = createLogger(config.logLevel);
-  const readiness: Readiness = { ready: false };
+  let listening = false;
+  let stopping = false;
   for (const setting of config.weakened) logger.warn({ setting }, 'a check is loosened by configuration');
   const sidecar = await buildSidecar(config, { logger });
   const { app, tokens, metrics } = sidecar;
+  // Ready once listening and, with discovery, once the AS's metadata is known; not while draining.
+  const readiness: Readiness = {
+    get ready() {
+      return listening && !stopping && sidecar.ready();
+    },
+  };
+  // Metadata that contradicts the configuration is a configuration error like any other.
+  void sidecar.configurationError.then((error) => fail(error.message));
   const admin = buildAdmin({ logger, readiness, jwks: tokens.jwks, metrics });
 
   try {
@@ -47,19 +56,17 @@ async function main(): Promise<void> {
   } catch (error) {
     fail(listenFailure(error, 'PHANTOM_LISTEN_PORT', config.listen.host, config.listen.port));
   }
-  readiness.ready = true;
+  listening = true;
   logger.info(
     { upstream_token: config.upstreamToken.mode, require_binding: config.requireBinding, cache_max_ttl_s: config.cache.maxTtlSeconds },
     'phantom-sidecar ready',
   );
 
-  let stopping = false;
   // SIGTERM: no new connections; every request already accepted is answered in full, each on
   // a connection that then closes; past PHANTOM_DRAIN_TIMEOUT_S what is left is cut.
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    readiness.ready = false;
     logger.info({ signal, drain_timeout_s: config.http.drainTimeoutSeconds }, 'draining');
     sidecar.drain();
     const deadline = setTimeout(() => {

@@ -50,6 +50,8 @@ export const REASON_DESCRIPTIONS = {
   as_malformed_response: AS_DESCRIPTION,
   as_rejected_sidecar_credentials: AS_DESCRIPTION,
   as_capacity: AS_DESCRIPTION,
+  // A signed (RFC 9701) answer that does not verify: signature, key, typ, iss, aud or iat.
+  as_unverified_response: AS_DESCRIPTION,
   // The API beside the sidecar.
   upstream_unavailable: 'The API is unavailable',
   upstream_timeout: 'The API did not answer in time',

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { Config } from './config.ts';
+import type { Config, ConfigError } from './config.ts';
 import { RequestRejected } from './errors.ts';
 import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
@@ -26,8 +26,7 @@ import { SidecarMetrics } from './metrics.ts';
 import { releaseAtEnd, type RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
-import { asJwtAnswer, jsonAnswer } from './authorization-server/answer-format.ts';
-import { clientSecretBasic } from './authorization-server/client-auth.ts';
+import { connectAuthorizationServer } from './authorization-server/connection.ts';
 import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
 import { PartnerLimits } from './pipeline/partner-limits.ts';
 import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './pipeline/proxy.ts';
@@ -49,6 +48,10 @@ export interface SidecarParts {
 
 export interface Sidecar {
   app: FastifyInstance;
+  /** Ready to authorise: the AS's metadata is known (always, without PHANTOM_AS_ISSUER). */
+  ready(): boolean;
+  /** Settles only if the AS's metadata contradicts the configuration: the start must stop. */
+  configurationError: Promise<ConfigError>;
   cache: IntrospectionCache;
   tokens: UpstreamTokenSource;
   metrics: SidecarMetrics;
@@ -61,13 +64,9 @@ export interface Sidecar {
 export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
   const { logger } = parts;
   const now = parts.now ?? Date.now;
+  const as = connectAuthorizationServer(config, logger);
   const introspector = new IntrospectionCapacity(
-    parts.introspector ??
-      new IntrospectionClient(config.introspection, {
-        endpoint: () => config.introspection.url,
-        auth: clientSecretBasic(config.introspection.clientId, config.introspection.clientSecret),
-        format: config.upstreamToken.mode === 'as-jwt' ? asJwtAnswer : jsonAnswer,
-      }),
+    parts.introspector ?? new IntrospectionClient(config.introspection, as),
     config.limits.maxConcurrentIntrospections,
   );
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
@@ -193,9 +192,12 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.addHook('onClose', async () => {
     reloader.stop();
     await introspector.close();
+    await as.close();
   });
   return {
     app,
+    ready: as.ready,
+    configurationError: as.configurationError,
     cache,
     tokens,
     metrics,

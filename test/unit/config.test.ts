@@ -127,7 +127,7 @@ test('secrets come from <NAME>_FILE with the trailing newline dropped, never bot
   const file = join(scratch, 'secret');
   writeFileSync(file, 's3cr3t value\n');
   const config = loadConfig(env({ PHANTOM_INTROSPECTION_CLIENT_SECRET: undefined, PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: file }));
-  assert.equal(config.introspection.clientSecret, 's3cr3t value');
+  assert.deepEqual(config.introspection.auth, { method: 'client_secret_basic', secret: 's3cr3t value' });
   assert.match(configError({ PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: file }).message, /set either PHANTOM_INTROSPECTION_CLIENT_SECRET or PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE, not both/);
   const empty = join(scratch, 'empty');
   writeFileSync(empty, '\n');
