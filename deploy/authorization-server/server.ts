@@ -20,17 +20,54 @@ export interface PartnerClient {
   scope: string;
 }
 
+/**
+ * A client allowed to introspect, by how it authenticates: a secret (client_secret_basic or
+ * _post), a public JWK (private_key_jwt), a subject DN (tls_client_auth) or a self-signed
+ * certificate (self_signed_tls_client_auth).
+ */
+export type IntrospectorClient =
+  | { clientId: string; method?: 'client_secret_basic' | 'client_secret_post'; clientSecret: string }
+  | { clientId: string; method: 'private_key_jwt'; publicJwk: Record<string, unknown> }
+  | { clientId: string; method: 'tls_client_auth'; subjectDn: string }
+  | { clientId: string; method: 'self_signed_tls_client_auth'; certificate: string };
+
+function introspectorMetadata(client: IntrospectorClient): Record<string, unknown> {
+  const base = { client_id: client.clientId, grant_types: [], response_types: [], redirect_uris: [] };
+  switch (client.method) {
+    case undefined:
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      return { ...base, client_secret: client.clientSecret, token_endpoint_auth_method: client.method ?? 'client_secret_basic' };
+    case 'private_key_jwt':
+      return { ...base, token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256', jwks: { keys: [client.publicJwk] } };
+    case 'tls_client_auth':
+      return { ...base, token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: client.subjectDn };
+    case 'self_signed_tls_client_auth': {
+      // RFC 8705 §2.2: the certificate is registered as an x5c of a JWK in the client's set.
+      const certificate = new X509Certificate(client.certificate);
+      const jwk = certificate.publicKey.export({ format: 'jwk' });
+      return { ...base, token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [{ ...jwk, x5c: [certificate.raw.toString('base64')] }] } };
+    }
+  }
+}
+
 export interface AuthorizationServerOptions {
   host: string;
   port: number;
   /** Defaults to https://localhost:<port>. */
   issuer?: string;
   tls: { cert: string; key: string; clientCa: string };
-  introspector: { clientId: string; clientSecret: string };
+  /** The sidecar's own client (and any more, for tests of each authentication method). */
+  introspector: IntrospectorClient;
+  moreIntrospectors?: IntrospectorClient[];
+  /** The AS's signing keys, private JWKs, the first one used (default: a fresh ES256 key). */
+  signingKeys?: Record<string, unknown>[];
   /** The resource (API) the tokens are for: their `aud`. */
   audience: string;
   partners: PartnerClient[];
   accessTokenTtlSeconds?: number;
+  /** Client authentication methods the AS takes (default: all five of RFC 6749, 7523 and 8705). */
+  clientAuthMethods?: string[];
 }
 
 export interface RunningAuthorizationServer {
@@ -67,6 +104,10 @@ function subjectMatches(certificate: X509Certificate, property: string, expected
   return false;
 }
 
+function introspectors(options: AuthorizationServerOptions): IntrospectorClient[] {
+  return [options.introspector, ...(options.moreIntrospectors ?? [])];
+}
+
 function signingJwks(): { keys: Record<string, unknown>[] } {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   return { keys: [{ ...privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig' }] };
@@ -92,20 +133,14 @@ function providerConfiguration(options: AuthorizationServerOptions): Configurati
         redirect_uris: [],
         scope: `${partner.scope} ${SHORT_LIVED_SCOPE}`,
       })),
-      {
-        client_id: options.introspector.clientId,
-        client_secret: options.introspector.clientSecret,
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: [],
-        response_types: [],
-        redirect_uris: [],
-      },
+      ...introspectors(options).map(introspectorMetadata),
     ],
-    clientAuthMethods: ['client_secret_basic', 'tls_client_auth'],
-    // The only signing key is ES256 (FAPI 2.0 forbids RS256); clients default to it.
-    clientDefaults: { id_token_signed_response_alg: 'ES256' },
+    clientAuthMethods: options.clientAuthMethods ?? ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'],
+    // The signing keys are ES256 (FAPI 2.0 forbids RS256); clients default to it, and so do
+    // RFC 9701 signed introspection answers (given to whoever asks for one).
+    clientDefaults: { id_token_signed_response_alg: 'ES256', introspection_signed_response_alg: 'ES256' },
     scopes: [...scopes],
-    jwks: signingJwks() as Configuration['jwks'],
+    jwks: (options.signingKeys === undefined ? signingJwks() : { keys: options.signingKeys }) as Configuration['jwks'],
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     features: {
       devInteractions: { enabled: false },
@@ -114,12 +149,14 @@ function providerConfiguration(options: AuthorizationServerOptions): Configurati
       introspection: {
         enabled: true,
         // Only the sidecar's own client may introspect; partners cannot probe tokens.
-        allowedPolicy: async (_ctx, client) => client.clientId === options.introspector.clientId,
+        allowedPolicy: async (_ctx, client) => introspectors(options).some((introspector) => introspector.clientId === client.clientId),
       },
+      jwtIntrospection: { enabled: true },
       mTLS: {
         enabled: true,
         certificateBoundAccessTokens: true,
         tlsClientAuth: true,
+        selfSignedTlsClientAuth: true,
         getCertificate: (ctx) => socketOf(ctx).getPeerX509Certificate(),
         certificateAuthorized: (ctx) => socketOf(ctx).authorized,
         certificateSubjectMatches: (ctx, property, expected) => {
@@ -178,7 +215,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   try {
     provider = new Provider(issuer, providerConfiguration(options));
     // Static clients are validated lazily; load them now so bad metadata fails at start-up.
-    for (const client of [...options.partners.map((p) => p.clientId), options.introspector.clientId]) {
+    for (const client of [...options.partners.map((p) => p.clientId), ...introspectors(options).map((i) => i.clientId)]) {
       await provider.Client.find(client);
     }
     handler = provider.callback();

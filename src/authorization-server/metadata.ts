@@ -49,10 +49,12 @@ export function readMetadata(document: unknown, issuer: string, method: ClientAu
   // RFC 8705 §5: with mutual TLS client auth, the alias when the AS publishes one.
   const endpoint = tlsMethod && aliases.introspection_endpoint !== undefined ? aliases.introspection_endpoint : document.introspection_endpoint;
   if (endpoint === undefined) throw new ConfigError('PHANTOM_AS_ISSUER', 'the metadata names no introspection_endpoint');
-  // RFC 8414 §2: absent, the default is client_secret_basic alone.
-  const methods = document.introspection_endpoint_auth_methods_supported ?? ['client_secret_basic'];
-  if (!Array.isArray(methods) || !methods.includes(method)) {
-    throw new ConfigError('PHANTOM_INTROSPECTION_AUTH', `${method} is not in the AS's introspection_endpoint_auth_methods_supported`);
+  // RFC 8414 §2 leaves an absent introspection list to "other means": the token endpoint's,
+  // which ASes such as oidc-provider apply to every endpoint. With neither, nothing to check.
+  const listed = document.introspection_endpoint_auth_methods_supported === undefined ? 'token_endpoint_auth_methods_supported' : 'introspection_endpoint_auth_methods_supported';
+  const methods = document[listed];
+  if (methods !== undefined && (!Array.isArray(methods) || !methods.includes(method))) {
+    throw new ConfigError('PHANTOM_INTROSPECTION_AUTH', `${method} is not in the AS's ${listed}`);
   }
   return {
     issuer,

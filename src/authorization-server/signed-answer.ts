@@ -27,7 +27,7 @@ export interface SignedAnswerSettings {
 
 /** Which rule a refused answer broke, for the log: a closed set like the reasons. */
 function brokenRule(error: unknown): string {
-  if (error instanceof errors.JWTClaimValidationFailed) return `claim_${error.claim}`;
+  if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTExpired) return `claim_${error.claim}`;
   if (error instanceof errors.JOSEAlgNotAllowed) return 'alg';
   if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature';
   if (error instanceof errors.JWKSNoMatchingKey) return 'unknown_key';

@@ -1,12 +1,12 @@
 // The real oidc-provider authorization server of deploy/, and a partner's mTLS token request.
 import { request } from 'node:https';
-import { startAuthorizationServer, type RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
+import { startAuthorizationServer, type AuthorizationServerOptions, type RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
 import type { Identity, Pki } from './pki.ts';
 
 export const SIDECAR_CLIENT = { clientId: 'phantom-sidecar', clientSecret: 'sidecar-secret-0123456789' };
 export const API_AUDIENCE = 'https://api.example.com';
 
-export function startTestAuthorizationServer(pki: Pki): Promise<RunningAuthorizationServer> {
+export function startTestAuthorizationServer(pki: Pki, more: Partial<AuthorizationServerOptions> = {}): Promise<RunningAuthorizationServer> {
   return startAuthorizationServer({
     host: '127.0.0.1',
     port: 0,
@@ -17,6 +17,7 @@ export function startTestAuthorizationServer(pki: Pki): Promise<RunningAuthoriza
       { clientId: 'partner-a', subjectDn: 'CN=partner-a,O=Partner A Ltd', scope: 'accounts transactions' },
       { clientId: 'partner-b', sanDns: 'partner-b.example.com', scope: 'accounts' },
     ],
+    ...more,
   });
 }
 

@@ -88,3 +88,20 @@ export function issueCrl(pki: Pki, dir: string, name: string, revoked: readonly 
   execFileSync('openssl', [...base, '-gencrl', '-crlsec', String(validSeconds), '-out', out], { stdio: 'ignore' });
   return out;
 }
+
+/** A client certificate from the test CA (or self-signed), with a key of its own, as paths. */
+export function issueClientCertificate(pki: Pki, dir: string, name: string, subject: string, { selfSigned = false } = {}): { cert: string; key: string } {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.pem`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
+  if (selfSigned) {
+    execFileSync('openssl', ['req', '-x509', '-new', '-key', key, '-subj', subject, '-days', '30', '-addext', 'extendedKeyUsage=clientAuth', '-out', cert], { stdio: 'ignore' });
+    return { cert, key };
+  }
+  const csr = join(dir, `${name}.csr`);
+  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', subject, '-out', csr], { stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.path('ca.pem'), '-CAkey', pki.path('ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
+}

@@ -65,6 +65,11 @@ const expiredCertAndKey = (overrides: Record<string, string | undefined>): Recor
     ? { ...overrides, PHANTOM_TLS_CERT: pki.path('partner-a-expired.pem'), PHANTOM_TLS_KEY: pki.path('partner-a.key') }
     : overrides;
 
+// 'KEY' stands for an EC P-256 PEM private key.
+const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const withKeys = (overrides: Record<string, string | undefined>): Record<string, string | undefined> =>
+  Object.fromEntries(Object.entries(overrides).map(([name, value]) => [name, value === 'KEY' ? ecKey : value]));
+
 const bad: [string, Record<string, string | undefined>, RegExp][] = [
   ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: undefined }, /^PHANTOM_TLS_CERT: is required$/],
   ['PHANTOM_TLS_CERT', { PHANTOM_TLS_CERT: '/nonexistent.pem' }, /cannot read \/nonexistent\.pem \(ENOENT\)/],
@@ -100,12 +105,25 @@ const bad: [string, Record<string, string | undefined>, RegExp][] = [
   ['PHANTOM_PUBLIC_HOSTS', { PHANTOM_PUBLIC_HOSTS: 'api.example.com:443' }, /without :443/],
   ['PHANTOM_MAX_CONCURRENT_PER_CLIENT', { PHANTOM_MAX_CONCURRENT_PER_CLIENT: '0' }, /between 1 and/],
   ['PHANTOM_TLS_CLIENT_CRL', { PHANTOM_TLS_CLIENT_CRL: pki.path('ca.pem') }, /a file holds no PEM CRL/],
+  ['PHANTOM_INTROSPECTION_AUTH', { PHANTOM_INTROSPECTION_AUTH: 'client_secret_jwt' }, /must be one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth/],
+  ['PHANTOM_INTROSPECTION_CLIENT_SECRET', { PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt' }, /does not belong to PHANTOM_INTROSPECTION_AUTH=private_key_jwt/],
+  ['PHANTOM_INTROSPECTION_CLIENT_CERT', { PHANTOM_INTROSPECTION_CLIENT_CERT: '/x.pem' }, /does not belong to PHANTOM_INTROSPECTION_AUTH=client_secret_basic/],
+  ['PHANTOM_INTROSPECTION_CLIENT_KEY', { PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt', PHANTOM_INTROSPECTION_CLIENT_SECRET: '', PHANTOM_AS_ISSUER: 'https://as' }, /is required/],
+  ['PHANTOM_AS_ISSUER', { PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt', PHANTOM_INTROSPECTION_CLIENT_SECRET: '', PHANTOM_INTROSPECTION_CLIENT_KEY: 'KEY' }, /is required for private_key_jwt/],
+  ['PHANTOM_INTROSPECTION_CLIENT_KEY', { PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt', PHANTOM_INTROSPECTION_CLIENT_SECRET: '', PHANTOM_AS_ISSUER: 'https://as', PHANTOM_INTROSPECTION_CLIENT_KEY: 'KEY', PHANTOM_INTROSPECTION_CLIENT_KEY_ALG: 'EdDSA' }, /PHANTOM_INTROSPECTION_CLIENT_KEY_ALG=EdDSA needs an Ed25519 key/],
+  ['PHANTOM_INTROSPECTION_CLIENT_KEY_ALG', { PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt', PHANTOM_INTROSPECTION_CLIENT_SECRET: '', PHANTOM_AS_ISSUER: 'https://as', PHANTOM_INTROSPECTION_CLIENT_KEY: 'KEY', PHANTOM_INTROSPECTION_CLIENT_KEY_ALG: 'RS256' }, /must be one of ES256, PS256, EdDSA/],
+  ['PHANTOM_INTROSPECTION_CLIENT_CERT_KEY', { PHANTOM_INTROSPECTION_AUTH: 'tls_client_auth', PHANTOM_INTROSPECTION_CLIENT_SECRET: '', PHANTOM_INTROSPECTION_CLIENT_CERT: pki.path('partner-a.pem'), PHANTOM_INTROSPECTION_CLIENT_CERT_KEY: pki.path('partner-b.key') }, /does not match the certificate/],
+  ['PHANTOM_AS_JWKS_URL', { PHANTOM_INTROSPECTION_RESPONSE: 'jwt', PHANTOM_EXPECTED_ISSUER: 'https://as' }, /is required for PHANTOM_INTROSPECTION_RESPONSE=jwt/],
+  ['PHANTOM_AS_ISSUER', { PHANTOM_INTROSPECTION_RESPONSE: 'jwt', PHANTOM_AS_JWKS_URL: 'https://as/jwks' }, /it is the answer's iss/],
+  ['PHANTOM_INTROSPECTION_RESPONSE', { PHANTOM_INTROSPECTION_RESPONSE: 'jwt', PHANTOM_AS_ISSUER: 'https://as', PHANTOM_UPSTREAM_TOKEN: 'as-jwt' }, /does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt/],
+  ['PHANTOM_AS_ISSUER', { PHANTOM_AS_ISSUER: 'http://as.example.com' }, /must be an https URL without query or fragment/],
+  ['PHANTOM_INTROSPECTION_URL', { PHANTOM_INTROSPECTION_URL: undefined }, /is required/],
   ['PHANTOM_ADMIN_PORT', { PHANTOM_LISTEN_PORT: '8443', PHANTOM_ADMIN_PORT: '8443', PHANTOM_ADMIN_HOST: '127.0.0.1' }, /must differ from PHANTOM_LISTEN_PORT/],
   ['PHANTOM_LOG_LEVEL', { PHANTOM_LOG_LEVEL: 'loud' }, /must be one of/],
 ];
 for (const [variable, overrides, message] of bad) {
   test(`${variable}: ${message.source}`, () => {
-    const error = configError(expiredCertAndKey(overrides));
+    const error = configError(withKeys(expiredCertAndKey(overrides)));
     assert.equal(error.variable.replace(/_FILE$/, ''), variable);
     assert.match(error.message, new RegExp(`^${variable}`));
     assert.match(error.message, message);
@@ -195,4 +213,20 @@ test('every known variable is documented in the README configuration table', asy
 
 test('an unknown variable outside PHANTOM_ is none of the sidecar\'s business', () => {
   assert.doesNotThrow(() => loadConfig(env({ PHANTOMS: 'x', OTHER_PHANTOM_THING: 'y' })));
+});
+
+test('with PHANTOM_AS_ISSUER the introspection URL is optional, the issuer is expected, and the key\'s algorithm is the default', () => {
+  const config = loadConfig(withKeys(env({
+    PHANTOM_INTROSPECTION_URL: undefined,
+    PHANTOM_AS_ISSUER: 'https://as.example.com',
+    PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt',
+    PHANTOM_INTROSPECTION_CLIENT_SECRET: undefined,
+    PHANTOM_INTROSPECTION_CLIENT_KEY: 'KEY',
+    PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
+  })));
+  assert.equal(config.introspection.url, undefined);
+  assert.equal(config.expectedIssuer, 'https://as.example.com');
+  assert.equal(config.introspection.asIdentifier, 'https://as.example.com');
+  assert.ok(config.introspection.auth.method === 'private_key_jwt' && config.introspection.auth.alg === 'ES256');
+  assert.equal(config.introspection.response, 'jwt');
 });
