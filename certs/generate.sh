@@ -11,6 +11,7 @@
 #   partner-a-expired.*             partner A's key with a certificate that expired in 2020
 #   rogue-ca.pem, rogue.*           a client certificate from a CA nobody trusts
 #   introspection-client-secret     the sidecar's client secret at the development AS
+#   introspection-client.key        the sidecar's private_key_jwt key (EC P-256) at the development AS
 # PKCS#12 files use the password Password1 (curl --cert x.p12:Password1 --cert-type P12).
 # Keys are made on this machine and never committed. Existing files are kept; --force
 # makes everything anew.
@@ -34,7 +35,7 @@ p12_password="Password1"
 server_sans="DNS:localhost,IP:127.0.0.1,DNS:api.example.com,DNS:sidecar,DNS:partner-api,DNS:partner-api.default.svc,DNS:partner-api.default.svc.cluster.local"
 as_sans="DNS:localhost,IP:127.0.0.1,DNS:authorization-server,DNS:login.example.com"
 
-expected=(introspection-client-secret ca.pem server.pem server.key as.pem as.key partner-a.pem partner-a.key partner-a.p12 partner-b.pem partner-b.key partner-b.p12 partner-a-expired.pem rogue-ca.pem rogue.pem rogue.key rogue.p12)
+expected=(introspection-client-secret introspection-client.key ca.pem server.pem server.key as.pem as.key partner-a.pem partner-a.key partner-a.p12 partner-b.pem partner-b.key partner-b.p12 partner-a-expired.pem rogue-ca.pem rogue.pem rogue.key rogue.p12)
 
 all_present() {
   local f
@@ -134,6 +135,10 @@ rm -f "$out/rogue-ca.key"
 # The sidecar's development client secret at the development AS (a file, as a mounted Secret).
 if [ "$force" -eq 1 ] || [ ! -s "$out/introspection-client-secret" ]; then
   openssl rand -base64 32 | tr '+/' '-_' | tr -d '=' > "$out/introspection-client-secret"
+fi
+# The sidecar's key for private_key_jwt client authentication (FAPI 2.0) at the development AS.
+if [ "$force" -eq 1 ] || [ ! -s "$out/introspection-client.key" ]; then
+  new_key "$out/introspection-client.key"
 fi
 chmod 0644 "$out"/*.pem "$out"/*.p12 "$out/introspection-client-secret"
 # Readable by the containers' non-root user; these are development keys only.

@@ -143,8 +143,9 @@ async function main(): Promise<void> {
   await checkPorts();
   ensureCertificates();
   mkdirSync(work, { recursive: true });
-  // The introspection secret travels as a file, the way a Kubernetes Secret is mounted.
-  const secretFile = join(certs, 'introspection-client-secret');
+  // FAPI 2.0 towards the AS: private_key_jwt with a key file (as a Kubernetes Secret is
+  // mounted), the endpoint and keys discovered, introspection answers signed (RFC 9701).
+  const clientKeyFile = join(certs, 'introspection-client.key');
 
   const asUrl = `https://localhost:${ports.AS_PORT}`;
   const sidecarUrl = `https://localhost:${ports.PHANTOM_LISTEN_PORT}`;
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
     AS_TLS_KEY: join(certs, 'as.key'),
     AS_TLS_CLIENT_CA: join(certs, 'ca.pem'),
     AS_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
-    AS_INTROSPECTION_CLIENT_SECRET_FILE: secretFile,
+    AS_INTROSPECTION_CLIENT_KEY: clientKeyFile,
     AS_AUDIENCE: 'https://api.example.com',
   });
   start('example-api', 'deploy/example-api/server.ts', {
@@ -180,11 +181,12 @@ async function main(): Promise<void> {
     PHANTOM_TLS_KEY: join(certs, 'server.key'),
     PHANTOM_TLS_CLIENT_CA: join(certs, 'ca.pem'),
     PHANTOM_UPSTREAM_URL: `http://127.0.0.1:${ports.API_PORT}`,
-    PHANTOM_INTROSPECTION_URL: `${asUrl}/token/introspection`,
+    PHANTOM_AS_ISSUER: asUrl,
+    PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt',
     PHANTOM_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
-    PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE: secretFile,
+    PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: clientKeyFile,
+    PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
     PHANTOM_INTROSPECTION_CA: join(certs, 'ca.pem'),
-    PHANTOM_EXPECTED_ISSUER: asUrl,
     PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
     PHANTOM_REQUIRED_SCOPES: 'accounts',
     PHANTOM_CACHE_MAX_TTL_S: String(CACHE_TTL_S),
@@ -196,6 +198,7 @@ async function main(): Promise<void> {
   say(`  authorization server ${asUrl} (development only)`);
   say(`  sidecar (mTLS)       ${sidecarUrl}   admin http://127.0.0.1:${ports.PHANTOM_ADMIN_PORT}`);
   say(`  example API          http://127.0.0.1:${ports.API_PORT} (loopback; reachable only through the sidecar)`);
+  say(`  sidecar → AS         FAPI 2.0: private_key_jwt, endpoint and keys discovered, signed introspection answers (RFC 9701)`);
   say(`  revocation window    PHANTOM_CACHE_MAX_TTL_S=${CACHE_TTL_S} for the demo (default 300)`);
 
   const scriptEnv = { CERTS_DIR: certs, AS_URL: asUrl, SIDECAR_URL: sidecarUrl, SIDECAR_CACHE_TTL_S: String(CACHE_TTL_S) };

@@ -1,11 +1,15 @@
 // DEVELOPMENT AUTHORIZATION SERVER - NOT FOR PRODUCTION. Configured by environment:
 //   AS_HOST (127.0.0.1), AS_PORT (9443), AS_ISSUER (https://localhost:<port>)
 //   AS_TLS_CERT, AS_TLS_KEY, AS_TLS_CLIENT_CA   PEM paths (certs/out/as.pem, as.key, ca.pem)
-//   AS_INTROSPECTION_CLIENT_ID (phantom-sidecar), AS_INTROSPECTION_CLIENT_SECRET or _FILE
+//   AS_INTROSPECTION_CLIENT_ID (phantom-sidecar)
+//   AS_INTROSPECTION_CLIENT_KEY                  the sidecar's private_key_jwt key (PEM; its public half is
+//                                                registered), or else AS_INTROSPECTION_CLIENT_SECRET or _FILE
 //   AS_AUDIENCE (https://api.example.com)       the `aud` of issued tokens
 //   AS_PARTNERS                                  JSON list of {clientId, subjectDn|sanDns, scope}
 import { readFileSync } from 'node:fs';
-import { startAuthorizationServer, type PartnerClient } from './server.ts';
+import { createPublicKey } from 'node:crypto';
+import { calculateJwkThumbprint, exportJWK } from 'jose';
+import { startAuthorizationServer, type IntrospectorClient, type PartnerClient } from './server.ts';
 
 const certs = new URL('../../certs/out/', import.meta.url).pathname;
 
@@ -29,6 +33,14 @@ function secret(name: string): string {
   return file === undefined ? env(name) : readFileSync(file, 'utf8').replace(/\r?\n$/, '');
 }
 
+/** FAPI 2.0: the sidecar authenticates with private_key_jwt when its key is given. */
+async function introspector(clientId: string): Promise<IntrospectorClient> {
+  const keyFile = process.env.AS_INTROSPECTION_CLIENT_KEY;
+  if (keyFile === undefined || keyFile === '') return { clientId, clientSecret: secret('AS_INTROSPECTION_CLIENT_SECRET') };
+  const publicJwk = await exportJWK(createPublicKey(readFileSync(keyFile, 'utf8')));
+  return { clientId, method: 'private_key_jwt', publicJwk: { ...publicJwk, kid: await calculateJwkThumbprint(publicJwk), use: 'sig' } };
+}
+
 const port = Number(env('AS_PORT', '9443'));
 const running = await startAuthorizationServer({
   host: env('AS_HOST', '127.0.0.1'),
@@ -39,7 +51,7 @@ const running = await startAuthorizationServer({
     key: readFileSync(env('AS_TLS_KEY', `${certs}as.key`), 'utf8'),
     clientCa: readFileSync(env('AS_TLS_CLIENT_CA', `${certs}ca.pem`), 'utf8'),
   },
-  introspector: { clientId: env('AS_INTROSPECTION_CLIENT_ID', 'phantom-sidecar'), clientSecret: secret('AS_INTROSPECTION_CLIENT_SECRET') },
+  introspector: await introspector(env('AS_INTROSPECTION_CLIENT_ID', 'phantom-sidecar')),
   audience: env('AS_AUDIENCE', 'https://api.example.com'),
   partners: process.env.AS_PARTNERS === undefined ? DEFAULT_PARTNERS : (JSON.parse(process.env.AS_PARTNERS) as PartnerClient[]),
 }).catch((error: unknown) => {

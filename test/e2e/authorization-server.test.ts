@@ -106,6 +106,58 @@ describe('client authentication at the real oidc-provider', () => {
   });
 });
 
+describe('the sidecar\'s client certificate renewed in place', () => {
+  let as: RunningAuthorizationServer;
+  let upstream: EchoUpstream;
+
+  before(async () => {
+    as = await startTestAuthorizationServer(pki, { moreIntrospectors: await moreIntrospectors() });
+    upstream = await startEchoUpstream();
+  });
+  after(async () => {
+    await upstream?.stop();
+    await as?.stop();
+  });
+
+  test('a renewed certificate is presented on new connections to the AS without a restart; a pair that does not match is ignored', async () => {
+    const live = mkdtempSync(join(tmpdir(), 'phantom-client-cert-'));
+    const place = (pair: { cert: string; key: string }) => {
+      writeFileSync(join(live, 'client.key'), readFileSync(pair.key));
+      writeFileSync(join(live, 'client.pem'), readFileSync(pair.cert));
+    };
+    place(tlsClient);
+    const sidecar = await startSidecar({
+      ...baseEnv(pki, upstream.url, as.introspectionUrl),
+      ...noSecret,
+      PHANTOM_INTROSPECTION_AUTH: 'tls_client_auth',
+      PHANTOM_INTROSPECTION_CLIENT_ID: 'sidecar-tls',
+      PHANTOM_INTROSPECTION_CLIENT_CERT: join(live, 'client.pem'),
+      PHANTOM_INTROSPECTION_CLIENT_CERT_KEY: join(live, 'client.key'),
+      PHANTOM_TLS_RELOAD_INTERVAL_S: '1',
+    });
+    const status = async () =>
+      (await call({ port: sidecar.port, cert: pki.partnerA.cert, key: pki.partnerA.key, ca: pki.ca, headers: { authorization: `Bearer ${await partnerToken(as, 'partner-a', pki.partnerA, pki)}` } })).status;
+    try {
+      assert.equal(await status(), 200);
+      // Another subject: once picked up, the AS no longer recognises the sidecar.
+      place(otherTlsClient);
+      await sleep(1300);
+      assert.equal(await status(), 503);
+      // Renewed for the registered subject with a new key: recognised again.
+      place(issueClientCertificate(pki, dir, 'sidecar-client-renewed', '/O=phantom-sidecar development/CN=sidecar-client'));
+      await sleep(1300);
+      assert.equal(await status(), 200);
+      // Half written (a key that does not match): ignored, the current pair stays.
+      writeFileSync(join(live, 'client.key'), readFileSync(otherTlsClient.key));
+      await sleep(1300);
+      assert.equal(await status(), 200);
+      assert.ok(sidecar.logs.some((line) => line.includes('client certificate files do not check out')));
+    } finally {
+      await sidecar.stop();
+    }
+  });
+});
+
 describe('discovery (RFC 8414, OpenID Discovery)', () => {
   let as: RunningAuthorizationServer;
   let upstream: EchoUpstream;

@@ -65,11 +65,34 @@ const extraHeader = fc.tuple(
   fc.stringMatching(/^[ -~]{0,20}$/),
 );
 
+interface Sent {
+  verb: string;
+  target: string;
+  auth: string;
+  extra: [string, string][];
+}
+
+/** The oracle: what the API received must have been a well-formed request with the good token. */
+function checkReceived(sent: Sent, seen: { url: string; headers: Record<string, unknown> }): void {
+  const where = `${sent.verb} ${sent.target} | ${sent.auth} | ${JSON.stringify(sent.extra)}`;
+  assert.match(sent.auth, new RegExp(`^bearer ${GOOD}$`, 'i'), where);
+  assert.ok(!sent.extra.some(([name]) => name === 'authorization'), `a second Authorization header was let through: ${where}`);
+  assert.ok(['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'].includes(sent.verb), where);
+  const path = sent.target.split('?', 1)[0] ?? '';
+  assert.ok(isSafePath(path), where);
+  assert.equal(seen.url.split('?', 1)[0], `/base${path}`, where);
+  assert.match(String(seen.headers.authorization), /^Bearer ey/, where);
+}
+
 test('random requests: never a 500, and only a well-formed request with the good token reaches the API', async () => {
+  const sent = new Map<string, Sent>();
+  let counter = 0;
   await fc.assert(
     fc.asyncProperty(method, path, authorization, fc.array(extraHeader, { maxLength: 3 }), async (verb, target, auth, extra) => {
-      const before = upstream.received.length;
-      const lines = [`${verb} ${target} HTTP/1.1`, 'Host: localhost'];
+      // Each request is marked, so whatever the API receives, even late, is matched to what was sent.
+      const id = `fuzz-${(counter += 1)}`;
+      sent.set(id, { verb, target, auth, extra });
+      const lines = [`${verb} ${target} HTTP/1.1`, 'Host: localhost', `x-fuzz-id: ${id}`];
       if (auth !== '') lines.push(`Authorization: ${auth}`);
       for (const [name, value] of extra) lines.push(`${name}: ${value}`);
       const socket = await openTls(sidecar.port, pki.partnerA, pki);
@@ -82,20 +105,15 @@ test('random requests: never a 500, and only a well-formed request with the good
         socket.destroy();
       }
       assert.notEqual(status, 500, lines.join(' | '));
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      if (upstream.received.length > before) {
-        const seen = upstream.received.at(-1)!;
-        assert.match(auth, new RegExp(`^bearer ${GOOD}$`, 'i'), lines.join(' | '));
-        assert.ok(!extra.some(([name]) => name === 'authorization'), 'a second Authorization header was let through');
-        assert.ok(['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'].includes(verb));
-        const sent = target.split('?', 1)[0] ?? '';
-        assert.ok(isSafePath(sent), target);
-        assert.equal(seen.url.split('?', 1)[0], `/base${sent}`);
-        assert.match(String(seen.headers.authorization), /^Bearer ey/);
-      }
     }),
     { numRuns: 150 },
   );
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  for (const seen of upstream.received) {
+    const request = sent.get(String(seen.headers['x-fuzz-id']));
+    assert.ok(request !== undefined, 'the API received a request nobody sent');
+    checkReceived(request, seen);
+  }
   assert.ok(!sidecar.logs.some((line) => line.includes('unexpected error')), 'an unexpected error was logged');
   // Whatever came in, the metric labels stay within the closed set of reasons.
   const metrics = await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/metrics`)).text();
