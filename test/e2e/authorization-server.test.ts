@@ -56,19 +56,20 @@ const methods = (as: RunningAuthorizationServer): [string, Record<string, string
   ['self_signed_tls_client_auth', { ...noSecret, PHANTOM_INTROSPECTION_AUTH: 'self_signed_tls_client_auth', PHANTOM_INTROSPECTION_CLIENT_ID: 'sidecar-self', PHANTOM_INTROSPECTION_CLIENT_CERT: selfSigned.cert, PHANTOM_INTROSPECTION_CLIENT_CERT_KEY: selfSigned.key }],
 ];
 
+// One real AS (with an introspecting client per method) and one echo API for the suites below
+// that need no AS of their own.
+let as: RunningAuthorizationServer;
+let upstream: EchoUpstream;
+before(async () => {
+  as = await startTestAuthorizationServer(pki, { moreIntrospectors: await moreIntrospectors() });
+  upstream = await startEchoUpstream();
+});
+after(async () => {
+  await upstream?.stop();
+  await as?.stop();
+});
+
 describe('client authentication at the real oidc-provider', () => {
-  let as: RunningAuthorizationServer;
-  let upstream: EchoUpstream;
-
-  before(async () => {
-    as = await startTestAuthorizationServer(pki, { moreIntrospectors: await moreIntrospectors() });
-    upstream = await startEchoUpstream();
-  });
-  after(async () => {
-    await upstream?.stop();
-    await as?.stop();
-  });
-
   async function outcome(env: Record<string, string>): Promise<{ status: number; reason: unknown }> {
     const sidecar = await startSidecar({ ...baseEnv(pki, upstream.url, as.introspectionUrl), ...env });
     try {
@@ -107,18 +108,6 @@ describe('client authentication at the real oidc-provider', () => {
 });
 
 describe('the sidecar\'s client certificate renewed in place', () => {
-  let as: RunningAuthorizationServer;
-  let upstream: EchoUpstream;
-
-  before(async () => {
-    as = await startTestAuthorizationServer(pki, { moreIntrospectors: await moreIntrospectors() });
-    upstream = await startEchoUpstream();
-  });
-  after(async () => {
-    await upstream?.stop();
-    await as?.stop();
-  });
-
   test('a renewed certificate is presented on new connections to the AS without a restart; a pair that does not match is ignored', async () => {
     const live = mkdtempSync(join(tmpdir(), 'phantom-client-cert-'));
     const place = (pair: { cert: string; key: string }) => {
@@ -159,18 +148,6 @@ describe('the sidecar\'s client certificate renewed in place', () => {
 });
 
 describe('discovery (RFC 8414, OpenID Discovery)', () => {
-  let as: RunningAuthorizationServer;
-  let upstream: EchoUpstream;
-
-  before(async () => {
-    as = await startTestAuthorizationServer(pki, { moreIntrospectors: await moreIntrospectors() });
-    upstream = await startEchoUpstream();
-  });
-  after(async () => {
-    await upstream?.stop();
-    await as?.stop();
-  });
-
   const discovering = (issuer: string): Record<string, string> => ({
     ...noSecret,
     PHANTOM_INTROSPECTION_URL: '',
@@ -266,7 +243,6 @@ describe('discovery (RFC 8414, OpenID Discovery)', () => {
 
 describe('RFC 9701 forgeries a real AS will not make', () => {
   let fake: FakeAuthorizationServer;
-  let upstream: EchoUpstream;
   let sidecar: RunningSidecar;
   const asKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -274,7 +250,6 @@ describe('RFC 9701 forgeries a real AS will not make', () => {
 
   before(async () => {
     fake = await startFakeAuthorizationServer(pki);
-    upstream = await startEchoUpstream();
     const base = fake.url.replace('/oauth/introspect', '');
     sidecar = await startSidecar({
       ...baseEnv(pki, upstream.url, fake.url),
@@ -285,7 +260,6 @@ describe('RFC 9701 forgeries a real AS will not make', () => {
   });
   after(async () => {
     await sidecar?.stop();
-    await upstream?.stop();
     await fake?.stop();
   });
 
