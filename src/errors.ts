@@ -7,8 +7,14 @@
 // no token and no upstream text can reach a client.
 import { REASON_DESCRIPTIONS, type RefusalReason } from './reasons.ts';
 
-/** RFC 6750 §3.1 error codes. Absent when the client sent no credentials at all. */
-export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope';
+/**
+ * RFC 6750 §3.1 error codes, and RFC 9449 §7.1/§9's for DPoP. Absent when the client sent no
+ * credentials at all.
+ */
+export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce';
+
+/** The HTTP authentication schemes an access token may come with. */
+export type AuthScheme = 'Bearer' | 'DPoP';
 
 export abstract class SidecarError extends Error {
   abstract readonly status: number;
@@ -16,6 +22,8 @@ export abstract class SidecarError extends Error {
   readonly bearerError: BearerErrorCode | undefined = undefined;
   /** Whether a `WWW-Authenticate: Bearer` challenge belongs on this response. */
   readonly challenges: boolean = false;
+  /** The scheme whose challenge carries this error; else the one the client used. */
+  readonly scheme: AuthScheme | undefined = undefined;
   /** Seconds for a Retry-After header, when trying again later may work. */
   readonly retryAfterSeconds: number | undefined = undefined;
   readonly reason: RefusalReason;
@@ -41,6 +49,27 @@ export class InvalidRequest extends SidecarError {
   readonly status = 400;
   override readonly bearerError = 'invalid_request';
   override readonly challenges = true;
+}
+
+/** A DPoP proof that does not check out (RFC 9449 §4.3): 401 invalid_dpop_proof, DPoP challenged. */
+export class InvalidDpopProof extends SidecarError {
+  readonly status = 401;
+  override readonly bearerError = 'invalid_dpop_proof';
+  override readonly challenges = true;
+  override readonly scheme: AuthScheme | undefined = 'DPoP';
+}
+
+/** RFC 9449 §9: the proof lacks the server's current nonce; the answer carries a fresh one. */
+export class UseDpopNonce extends SidecarError {
+  readonly status = 401;
+  override readonly bearerError = 'use_dpop_nonce';
+  override readonly challenges = true;
+  override readonly scheme: AuthScheme | undefined = 'DPoP';
+  readonly nonce: string;
+  constructor(nonce: string, detail?: string) {
+    super('dpop_nonce_required', detail);
+    this.nonce = nonce;
+  }
 }
 
 /** Expired, revoked, unknown, not bound to this certificate: 401 invalid_token. */
@@ -113,9 +142,24 @@ export class InternalError extends SidecarError {
 
 export interface ErrorResponse {
   status: number;
-  headers: Record<string, string>;
+  headers: Record<string, string | string[]>;
   body: { error?: BearerErrorCode; error_description: string };
 }
+
+/** What the challenges of a response depend on besides the error. */
+export interface ChallengeContext {
+  realm: string;
+  /** The schemes the sidecar accepts: each one is challenged when no credentials came. */
+  schemes: readonly AuthScheme[];
+  /** RFC 9449 §7.1 `algs` of the DPoP challenge. */
+  dpopAlgs: readonly string[];
+  /** RFC 9728 §5.1: where the protected resource metadata is, on every challenge. */
+  resourceMetadata: string | undefined;
+  /** The scheme the client used, when it used an accepted one. */
+  presented?: AuthScheme;
+}
+
+export const BEARER_ONLY = (realm: string): ChallengeContext => ({ realm, schemes: ['Bearer'], dpopAlgs: [], resourceMetadata: undefined });
 
 // RFC 6750 §3: error_description and scope use only %x20-21 / %x23-5B / %x5D-7E.
 const CHALLENGE_UNSAFE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/g;
@@ -124,23 +168,45 @@ function quoted(value: string): string {
   return `"${value.replace(CHALLENGE_UNSAFE, '')}"`;
 }
 
-/** The `WWW-Authenticate` value of RFC 6750 §3, each parameter at most once. */
-export function bearerChallenge(realm: string, error: SidecarError): string {
-  const params = [`realm=${quoted(realm)}`];
-  const code = error.bearerError;
-  if (code !== undefined) {
+/** One `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1), each parameter at most once. */
+export function challenge(scheme: AuthScheme, context: ChallengeContext, error?: SidecarError): string {
+  const params = [`realm=${quoted(context.realm)}`];
+  if (scheme === 'DPoP') params.push(`algs=${quoted(context.dpopAlgs.join(' '))}`);
+  const code = error?.bearerError;
+  if (error !== undefined && code !== undefined) {
     params.push(`error=${quoted(code)}`, `error_description=${quoted(error.message)}`);
   }
   if (error instanceof InsufficientScope) params.push(`scope=${quoted(error.requiredScope)}`);
-  return `Bearer ${params.join(', ')}`;
+  if (context.resourceMetadata !== undefined) params.push(`resource_metadata=${quoted(context.resourceMetadata)}`);
+  return `${scheme} ${params.join(', ')}`;
+}
+
+/** The Bearer challenge alone, for a sidecar that accepts nothing else. */
+export function bearerChallenge(realm: string, error: SidecarError): string {
+  return challenge('Bearer', BEARER_ONLY(realm), error);
+}
+
+/**
+ * The challenges of an error response: with no (usable) credentials, one per accepted scheme
+ * and no error code; otherwise one, of the scheme the error is about or the client used.
+ */
+function challenges(error: SidecarError, context: ChallengeContext): string[] {
+  if (error.bearerError === undefined) return context.schemes.map((scheme) => challenge(scheme, context));
+  const scheme = error.scheme ?? context.presented ?? context.schemes[0] ?? 'Bearer';
+  return [challenge(scheme, context, error)];
 }
 
 /** Maps any error of the family to its status, headers and JSON body. */
-export function toErrorResponse(error: SidecarError, realm: string): ErrorResponse {
-  const headers: Record<string, string> = { 'cache-control': 'no-store' };
-  if (error.challenges) headers['www-authenticate'] = bearerChallenge(realm, error);
+export function toErrorResponse(error: SidecarError, context: ChallengeContext | string): ErrorResponse {
+  const challengeContext = typeof context === 'string' ? BEARER_ONLY(context) : context;
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
+  if (error.challenges) {
+    const values = challenges(error, challengeContext);
+    headers['www-authenticate'] = values.length === 1 ? (values[0] ?? '') : values;
+  }
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   if (error instanceof RequestRejected && error.allow !== undefined) headers.allow = error.allow;
+  if (error instanceof UseDpopNonce) headers['dpop-nonce'] = error.nonce;
   const code = error.bearerError;
   const body = code === undefined
     ? { error_description: error.message }

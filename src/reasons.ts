@@ -34,6 +34,13 @@ export const REASON_DESCRIPTIONS = {
   token_not_bound: INVALID_TOKEN_DESCRIPTION,
   binding_mismatch: INVALID_TOKEN_DESCRIPTION,
   dpop_bound_token: INVALID_TOKEN_DESCRIPTION,
+  // A DPoP proof that does not check out (RFC 9449 §4.3): 401 invalid_dpop_proof.
+  dpop_proof_invalid: 'The DPoP proof is not valid for this request',
+  dpop_proof_replayed: 'The DPoP proof is not valid for this request',
+  dpop_nonce_required: 'A fresh DPoP nonce is required',
+  // The token is bound by a method this resource does not accept, or presented with the wrong scheme.
+  binding_method_not_accepted: INVALID_TOKEN_DESCRIPTION,
+  dpop_downgrade: INVALID_TOKEN_DESCRIPTION,
   // 403 insufficient_scope.
   scope_missing: 'The access token lacks a required scope',
   // HTTP-level refusals, before any token is looked at.

@@ -1,13 +1,20 @@
 // What the pipeline carries for one request from stage to stage. The stages write it; the
 // access line and the metrics only read it.
+import type { AuthScheme } from './errors.ts';
 import type { RefusalReason } from './reasons.ts';
 
 /** How the introspection answer was found: cached, asked for, or joined a call under way. */
 export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'none';
 
 export interface RequestState {
-  /** The bearer token of stage 2; never logged, never forwarded. */
+  /** The access token of stage 3; never logged, never forwarded. */
   token: string | undefined;
+  /** The scheme it came with (Bearer, or DPoP with `dpopProof`). */
+  scheme: AuthScheme | undefined;
+  /** The one DPoP proof JWT of a DPoP request; checked in stage 3b. */
+  dpopProof: string | undefined;
+  /** The rule of the route policy this request matched, for the access line and the metrics. */
+  rule: string | undefined;
   /** x5t#S256 of the partner certificate (stage 1): public, and what binding is checked against. */
   x5t: string | undefined;
   /** The path the API receives (base path included, no query); set once the target is checked. */
@@ -36,6 +43,9 @@ export interface RequestState {
 export function newRequestState(): RequestState {
   return {
     token: undefined,
+    scheme: undefined,
+    dpopProof: undefined,
+    rule: undefined,
     x5t: undefined,
     upstreamPath: undefined,
     upstreamJwt: undefined,

@@ -14,14 +14,14 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from './config.ts';
-import { RequestRejected } from './errors.ts';
+import { RequestRejected, type ChallengeContext } from './errors.ts';
 import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
 import { interactionIdOf } from './http/interaction-id.ts';
 import { createListener } from './http/listener.ts';
 import { writeRawRefusal } from './http/raw-refusal.ts';
-import { errorReplier } from './http/reply-error.ts';
+import { REALM, errorReplier } from './http/reply-error.ts';
 import { SidecarMetrics } from './metrics.ts';
 import { releaseAtEnd, type RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
@@ -104,7 +104,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
   const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);
-  const replyWithError = errorReplier({ logger, isLastResponse, track });
+  const challenges: ChallengeContext = { realm: REALM, schemes: ['Bearer'], dpopAlgs: [], resourceMetadata: undefined };
+  const replyWithError = errorReplier({ logger, challenges, isLastResponse, track });
 
   const app = Fastify({
     serverFactory: (handler) => createListener(config, handler),

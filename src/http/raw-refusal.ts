@@ -3,12 +3,12 @@
 // is written to it directly, through the same error family and with the same JSON body.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { toErrorResponse, type SidecarError } from '../errors.ts';
+import { toErrorResponse, type ChallengeContext, type SidecarError } from '../errors.ts';
 import { REALM } from './reply-error.ts';
 
 /** Writes the error as a complete HTTP/1.1 response that closes the connection. */
-export function writeRawRefusal(socket: Duplex, error: SidecarError, interactionId: string): void {
-  const response = toErrorResponse(error, REALM);
+export function writeRawRefusal(socket: Duplex, error: SidecarError, interactionId: string, context: ChallengeContext | string = REALM): void {
+  const response = toErrorResponse(error, context);
   const body = JSON.stringify(response.body);
   const headers = {
     ...response.headers,
@@ -18,7 +18,7 @@ export function writeRawRefusal(socket: Duplex, error: SidecarError, interaction
     date: new Date().toUTCString(),
     connection: 'close',
   };
-  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const head = Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((one) => `${name}: ${one}\r\n`)).join('');
   if (socket.writable) socket.end(`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}\r\n${head}\r\n${body}`);
   // A connection in error (a refused renegotiation, a broken TLS record) may never finish
   // ending: it goes soon whatever happens, so that no socket outlives its refusal.

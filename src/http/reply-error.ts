@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { InternalError, SidecarError, asSidecarError, toErrorResponse } from '../errors.ts';
+import { InternalError, SidecarError, asSidecarError, toErrorResponse, type ChallengeContext } from '../errors.ts';
 import { stateOf } from './request-state-of.ts';
 
 export const REALM = 'phantom-sidecar';
@@ -11,12 +11,14 @@ export type ErrorReplier = (error: unknown, request: FastifyRequest, reply: Fast
 
 export interface ErrorReplyParts {
   logger: Logger;
+  /** The challenges' fixed parts: accepted schemes, DPoP algorithms, resource metadata. */
+  challenges: ChallengeContext;
   isLastResponse: (socket: Socket) => boolean;
   /** Makes sure the request gets its access line, also when Fastify failed it before any hook. */
   track: (request: FastifyRequest, reply: FastifyReply) => void;
 }
 
-export function errorReplier({ logger, isLastResponse, track }: ErrorReplyParts): ErrorReplier {
+export function errorReplier({ logger, challenges, isLastResponse, track }: ErrorReplyParts): ErrorReplier {
   return (error, request, reply) => {
     const failure = asSidecarError(error);
     track(request, reply);
@@ -24,7 +26,7 @@ export function errorReplier({ logger, isLastResponse, track }: ErrorReplyParts)
     state.reason = failure.reason;
     state.detail = failure.detail;
     if (failure instanceof InternalError && !(error instanceof SidecarError)) logUnexpected(logger, request.id, error);
-    const response = toErrorResponse(failure, REALM);
+    const response = toErrorResponse(failure, { ...challenges, presented: state.scheme });
     // A body the client is still sending was not read: the connection cannot be reused.
     if (!request.raw.complete || isLastResponse(request.raw.socket)) reply.header('connection', 'close');
     return reply.code(response.status).headers(response.headers).header('x-fapi-interaction-id', request.id).send(response.body);

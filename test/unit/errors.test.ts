@@ -33,7 +33,7 @@ for (const [error, status, code] of coded) {
     assert.equal(response.status, status);
     assert.equal(response.body.error, code);
     assert.equal(response.body.error_description, error.message);
-    const challenge = response.headers['www-authenticate'] ?? '';
+    const challenge = String(response.headers['www-authenticate'] ?? '');
     assert.ok(challenge.startsWith(`Bearer realm="phantom", error="${code}", error_description="`), challenge);
     assert.equal(response.headers['cache-control'], 'no-store');
   });
