@@ -32,6 +32,22 @@ export type IntrospectionAuth =
   | { method: 'private_key_jwt'; key: KeyObject; alg: JwtAlg; keyId: string | undefined }
   | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; certPath: string; keyPath: string };
 
+export interface SenderConstraints {
+  mtls: boolean;
+  dpop: boolean;
+}
+
+// RFC 9449 §4.3 / FAPI 2.0 §5.4.1: asymmetric algorithms only; never none or HMAC.
+export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'PS256', 'PS384', 'EdDSA'] as const;
+
+export interface DpopConfig {
+  algs: readonly string[];
+  /** How old (or how far ahead) a proof's iat may be, before a small leeway. */
+  maxAgeSeconds: number;
+  /** The HMAC key of stateless nonces (RFC 9449 §8), shared by every replica; undefined: no nonces. */
+  nonceSecret: Buffer | undefined;
+}
+
 export interface AsJwtConfig {
   mode: 'as-jwt';
 }
@@ -85,6 +101,11 @@ export interface Config {
   };
   cache: { maxEntries: number; maxTtlSeconds: number; negativeTtlSeconds: number; negativeMaxEntries: number };
   requireBinding: boolean;
+  /** PHANTOM_SENDER_CONSTRAINTS: which proofs of possession a token may be bound to. */
+  senderConstraints: SenderConstraints;
+  dpop: DpopConfig;
+  /** PHANTOM_RESOURCE: this API's resource identifier (RFC 9728), an https URL. */
+  resource: string | undefined;
   requireTokenType: boolean;
   requiredScopes: readonly string[];
   expectedIssuer: string | undefined;
@@ -178,6 +199,43 @@ function readUpstream(env: EnvReader): Config['upstream'] {
     connections: env.integer('PHANTOM_UPSTREAM_CONNECTIONS', 128, 1, 10_000),
     queueTimeoutMs: env.integer('PHANTOM_UPSTREAM_QUEUE_TIMEOUT_MS', 1000, 0, 60_000),
   };
+}
+
+function readSenderConstraints(env: EnvReader): SenderConstraints {
+  const raw = env.optional('PHANTOM_SENDER_CONSTRAINTS') ?? 'mtls';
+  const methods = raw.split(/\s+/);
+  for (const method of methods) {
+    if (method !== 'mtls' && method !== 'dpop') throw new ConfigError('PHANTOM_SENDER_CONSTRAINTS', `must be mtls, dpop or "mtls dpop", got "${method}"`);
+  }
+  return { mtls: methods.includes('mtls'), dpop: methods.includes('dpop') };
+}
+
+const MIN_NONCE_SECRET_BYTES = 32;
+
+function readDpop(env: EnvReader, constraints: SenderConstraints): DpopConfig {
+  const algs = env.optional('PHANTOM_DPOP_ALGS')?.split(/\s+/) ?? ['ES256', 'PS256', 'EdDSA'];
+  for (const alg of algs) {
+    if (!(DPOP_ALGORITHMS as readonly string[]).includes(alg)) throw new ConfigError('PHANTOM_DPOP_ALGS', `"${alg}" is not one of ${DPOP_ALGORITHMS.join(' ')}`);
+  }
+  const nonce = env.boolean('PHANTOM_DPOP_NONCE', false);
+  const secret = env.secret('PHANTOM_DPOP_NONCE_SECRET', { required: nonce && constraints.dpop });
+  if (secret !== undefined && Buffer.byteLength(secret) < MIN_NONCE_SECRET_BYTES) {
+    throw new ConfigError('PHANTOM_DPOP_NONCE_SECRET', `must be at least ${MIN_NONCE_SECRET_BYTES} bytes (every replica needs the same one)`);
+  }
+  return {
+    algs,
+    maxAgeSeconds: env.integer('PHANTOM_DPOP_MAX_AGE_S', 60, 1, 3600),
+    nonceSecret: nonce && secret !== undefined ? Buffer.from(secret) : undefined,
+  };
+}
+
+function readResource(env: EnvReader): string | undefined {
+  const resource = env.optional('PHANTOM_RESOURCE');
+  if (resource === undefined) return undefined;
+  const url = env.url('PHANTOM_RESOURCE', ['https:']);
+  // RFC 9728 §1.2: an https URL with no query or fragment.
+  if (url.search !== '' || url.hash !== '') throw new ConfigError('PHANTOM_RESOURCE', 'must have no query or fragment');
+  return resource;
 }
 
 /** PHANTOM_EXPECTED_AUDIENCE is required: without it a token for any API would pass. */
@@ -336,6 +394,7 @@ export function loadConfig(environment: Env = process.env): Config {
   refuseUnknownVariables(environment);
   const env = new EnvReader(environment);
   const requiredScopes = env.optional('PHANTOM_REQUIRED_SCOPES')?.split(/\s+/) ?? [];
+  const senderConstraints = readSenderConstraints(env);
   const config: Config = {
     listen: {
       host: env.optional('PHANTOM_LISTEN_HOST') ?? '0.0.0.0',
@@ -353,6 +412,9 @@ export function loadConfig(environment: Env = process.env): Config {
       negativeMaxEntries: env.integer('PHANTOM_CACHE_NEGATIVE_MAX_ENTRIES', 1000, 1, 1_000_000),
     },
     requireBinding: env.boolean('PHANTOM_REQUIRE_BINDING', true),
+    senderConstraints,
+    dpop: readDpop(env, senderConstraints),
+    resource: readResource(env),
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
     expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER') ?? env.optional('PHANTOM_AS_ISSUER'),
@@ -365,6 +427,10 @@ export function loadConfig(environment: Env = process.env): Config {
     logLevel: env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     weakened: [],
   };
+  // A DPoP proof names the URL the client called (htu): only a vouched-for Host can be compared.
+  if (config.senderConstraints.dpop && config.http.publicHosts === undefined) {
+    throw new ConfigError('PHANTOM_PUBLIC_HOSTS', 'is required when PHANTOM_SENDER_CONSTRAINTS accepts dpop (the proof\'s htu is checked against it)');
+  }
   if (config.introspection.response === 'jwt' && config.upstreamToken.mode === 'as-jwt') {
     throw new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt');
   }

@@ -33,7 +33,6 @@ export const REASON_DESCRIPTIONS = {
   token_without_subject: INVALID_TOKEN_DESCRIPTION,
   token_not_bound: INVALID_TOKEN_DESCRIPTION,
   binding_mismatch: INVALID_TOKEN_DESCRIPTION,
-  dpop_bound_token: INVALID_TOKEN_DESCRIPTION,
   // A DPoP proof that does not check out (RFC 9449 §4.3): 401 invalid_dpop_proof.
   dpop_proof_invalid: 'The DPoP proof is not valid for this request',
   dpop_proof_replayed: 'The DPoP proof is not valid for this request',

@@ -7,6 +7,8 @@ import type { RefusalReason } from './reasons.ts';
 export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'none';
 
 export interface RequestState {
+  /** The request method, as the DPoP proof's htm must name it. */
+  method: string;
   /** The access token of stage 3; never logged, never forwarded. */
   token: string | undefined;
   /** The scheme it came with (Bearer, or DPoP with `dpopProof`). */
@@ -21,6 +23,8 @@ export interface RequestState {
   upstreamPath: string | undefined;
   /** The Host header as PHANTOM_PUBLIC_HOSTS vouched for it; undefined without that setting. */
   checkedHost: string | undefined;
+  /** The URL the client addressed, without query (a DPoP proof's htu): with a checked Host only. */
+  htu: string | undefined;
   /** The JWT of stage 7, for the proxy. */
   upstreamJwt: string | undefined;
   /** The token's client and subject, once introspected: for the access line. */
@@ -42,6 +46,7 @@ export interface RequestState {
 
 export function newRequestState(): RequestState {
   return {
+    method: '',
     token: undefined,
     scheme: undefined,
     dpopProof: undefined,
@@ -55,6 +60,7 @@ export function newRequestState(): RequestState {
     reason: undefined,
     detail: undefined,
     checkedHost: undefined,
+    htu: undefined,
     rawStatus: undefined,
     startedAt: performance.now(),
     ended: false,

@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from './config.ts';
-import { RequestRejected, type ChallengeContext } from './errors.ts';
+import { RequestRejected, type AuthScheme, type ChallengeContext } from './errors.ts';
 import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
@@ -33,7 +33,9 @@ import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, r
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
 import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './pipeline/request-target.ts';
 import { TlsReloader, connectionThumbprint } from './pipeline/tls.ts';
-import { extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
+import { extractCredential, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
+import { MemoryReplayStore, dpopVerifier } from './pipeline/dpop.ts';
+import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from './resource-metadata.ts';
 import { createUpstreamTokenSource, type UpstreamTokenSource } from './pipeline/upstream-token.ts';
 
 // Only form bodies are read (to refuse a token in one); everything else streams.
@@ -72,7 +74,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const cache = new IntrospectionCache(introspector, config.cache, now);
   const limits = new PartnerLimits(config.limits, now);
+  const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, new MemoryReplayStore(), now) : undefined;
   const authorise = createRequestAuthoriser({
+    dpop,
     cache,
     tokens,
     limits,
@@ -82,10 +86,12 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
       requiredScopes: config.requiredScopes,
       expectedIssuer: config.expectedIssuer,
       expectedAudience: config.expectedAudience,
+      senderConstraints: config.senderConstraints,
       // An AS-issued JWT stands for an access token by construction.
       requireTokenType: config.requireTokenType && config.upstreamToken.mode !== 'as-jwt',
     },
   });
+  const metadataPath = config.resource === undefined ? undefined : resourceMetadataPath(config.resource);
   const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
   const connections = new ConnectionRules(config.tls.maxConnectionAgeSeconds, now);
   const slots = new UpstreamSlots(config.upstream.connections);
@@ -104,7 +110,14 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
   const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);
-  const challenges: ChallengeContext = { realm: REALM, schemes: ['Bearer'], dpopAlgs: [], resourceMetadata: undefined };
+  const schemes: AuthScheme[] = config.senderConstraints.mtls ? ['Bearer'] : [];
+  if (config.senderConstraints.dpop) schemes.push('DPoP');
+  const challenges: ChallengeContext = {
+    realm: REALM,
+    schemes,
+    dpopAlgs: config.dpop.algs,
+    resourceMetadata: config.resource === undefined ? undefined : resourceMetadataUrl(config.resource),
+  };
   const replyWithError = errorReplier({ logger, challenges, isLastResponse, track });
 
   const app = Fastify({
@@ -138,16 +151,29 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     const { raw } = request;
     state.x5t = connectionThumbprint(raw.socket as TLSSocket);
     checkMethod(request.method, target);
-    state.upstreamPath = upstreamPathOf(raw.url ?? '', target);
+    state.method = request.method;
+    const url = raw.url ?? '';
+    if (metadataPath !== undefined && url === metadataPath && request.method === 'GET') {
+      // RFC 9728 metadata is public: served by the sidecar itself, without a token.
+      state.upstreamPath = metadataPath;
+      done();
+      return;
+    }
+    state.upstreamPath = upstreamPathOf(url, target);
     state.checkedHost = checkedHost(raw.headers.host, target);
+    if (state.checkedHost !== undefined) state.htu = `https://${state.checkedHost}${url.split('?', 1)[0] ?? ''}`;
     checkDeclaredLength(raw.headers['content-length'], config.http.maxBodyBytes);
     releaseAtEnd(state, limits.enter(state.x5t ?? ''));
     rejectTokenInQuery(raw.url ?? '');
-    state.token = extractBearerToken(raw.headersDistinct.authorization);
+    const credential = extractCredential(raw.headersDistinct.authorization, raw.headersDistinct.dpop, config.senderConstraints.dpop);
+    state.scheme = credential.scheme;
+    state.token = credential.token;
+    state.dpopProof = credential.proof;
     done();
   });
 
   app.addHook('preHandler', (request) => {
+    if (request.phantom.token === undefined && request.phantom.upstreamPath === metadataPath) return Promise.resolve();
     if (Buffer.isBuffer(request.body)) rejectTokenInForm(request.body);
     return authorise(request.phantom, request.raw.socket);
   });
@@ -160,6 +186,10 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     releaseAtEnd(request.phantom, release);
     return forward(request, reply, hooks);
   };
+  if (metadataPath !== undefined) {
+    const document = resourceMetadata(config, config.requiredScopes);
+    app.get(metadataPath, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document));
+  }
   // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
   app.all('/*', { logLevel: 'error' }, (request, reply) => {
     const slot = slots.acquire(config.upstream.queueTimeoutMs);

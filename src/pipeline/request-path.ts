@@ -4,13 +4,14 @@ import { InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { RequestState } from '../request-state.ts';
 import { checkAccessToken, checkIssuerAndAudience, checkScopes, checkSubject, checkTokenTimes, type ClaimRules } from './authorize.ts';
-import { checkCertificateBinding } from './binding.ts';
+import { checkBinding } from './binding.ts';
+import type { DpopVerifier } from './dpop.ts';
 import type { IntrospectionCache } from './cache.ts';
 import type { Introspection } from './introspect.ts';
 import type { PartnerLimits } from './partner-limits.ts';
 import type { UpstreamTokenSource } from './upstream-token.ts';
 
-export type AuthorisationRules = ClaimRules & Pick<Config, 'requireBinding'>;
+export type AuthorisationRules = ClaimRules & Pick<Config, 'requireBinding' | 'senderConstraints'>;
 
 export type RequestAuthoriser = (state: RequestState, connection?: object) => Promise<void>;
 
@@ -19,11 +20,13 @@ export interface AuthoriserParts {
   tokens: UpstreamTokenSource;
   limits: PartnerLimits;
   rules: AuthorisationRules;
+  /** Present where DPoP is accepted. */
+  dpop: DpopVerifier | undefined;
   now?: () => number;
 }
 
 /** The rules of stage 6 and the binding of stage 7 for one answer; throws what fails first. */
-function checkAnswer(introspection: Introspection, state: RequestState, rules: AuthorisationRules, nowSeconds: number): void {
+function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt: string | undefined, rules: AuthorisationRules, nowSeconds: number): void {
   if (!introspection.active) throw new InvalidToken('token_inactive');
   const { claims } = introspection;
   state.clientId = claims.client_id;
@@ -32,7 +35,7 @@ function checkAnswer(introspection: Introspection, state: RequestState, rules: A
   checkAccessToken(claims, rules);
   checkSubject(claims);
   checkIssuerAndAudience(claims, rules);
-  checkCertificateBinding(claims.cnf, state.x5t, rules.requireBinding);
+  checkBinding(claims.cnf, { scheme: state.scheme, x5t: state.x5t, dpopJkt, accepted: rules.senderConstraints }, rules.requireBinding);
   checkScopes(claims, rules.requiredScopes);
 }
 
@@ -42,15 +45,20 @@ function checkAnswer(introspection: Introspection, state: RequestState, rules: A
  * not know costs the partner one failed token in advance; it is refunded unless the token
  * proves invalid.
  */
-export function createRequestAuthoriser({ cache, tokens, limits, rules, now = Date.now }: AuthoriserParts): RequestAuthoriser {
+export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthoriserParts): RequestAuthoriser {
   return async (state, connection) => {
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
+    // Stage 3b: a DPoP proof is checked, and its jti spent, before the AS is asked anything.
+    let dpopJkt: string | undefined;
+    if (state.dpopProof !== undefined && dpop !== undefined) {
+      dpopJkt = await dpop.verify(state.dpopProof, { method: state.method, htu: state.htu ?? '', token: state.token });
+    }
     const partner = state.x5t ?? '';
     const { entry, outcome, charge } = await cache.lookup(state.token, connection, () => limits.chargeIntrospection(partner));
     state.cache = outcome;
     const nowSeconds = Math.floor(now() / 1000);
     try {
-      checkAnswer(entry.introspection, state, rules, nowSeconds);
+      checkAnswer(entry.introspection, state, dpopJkt, rules, nowSeconds);
     } catch (error) {
       if (!(error instanceof InvalidToken)) charge?.();
       throw error;

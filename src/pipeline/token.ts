@@ -1,7 +1,8 @@
-// Stage 2: the bearer token, RFC 6750 §2.1, and only from the Authorization header.
+// Stage 3: the access token, RFC 6750 §2.1 (Bearer) or RFC 9449 §7.1 (DPoP, with exactly
+// one DPoP header), and only from the Authorization header.
 // FAPI forbids tokens in URLs and the sidecar accepts none in a body either: such a request
 // is refused as malformed rather than silently ignored, so a client learns of its mistake.
-import { InvalidRequest, MissingCredentials } from '../errors.ts';
+import { InvalidDpopProof, InvalidRequest, MissingCredentials, type AuthScheme } from '../errors.ts';
 
 /** Longest token accepted; anything longer is refused before the authorization server sees it. */
 export const MAX_TOKEN_BYTES = 4096;
@@ -10,11 +11,36 @@ export const MAX_TOKEN_BYTES = 4096;
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const SCHEME_AND_REST = /^([^\s]+)(?:\s+(.*))?$/s;
 
+export interface Credential {
+  scheme: AuthScheme;
+  token: string;
+  /** The DPoP proof JWT, with the DPoP scheme. */
+  proof: string | undefined;
+}
+
+// A compact JWS: three base64url parts. Anything else in the DPoP header is not one proof.
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
 /**
- * The single bearer token of a request, given every Authorization header line it carried
- * (Node's `headersDistinct`, since `headers` keeps only the first of two).
+ * The single access token of a request and its scheme, given every Authorization and DPoP
+ * header line it carried (Node's `headersDistinct`, since `headers` keeps only the first of
+ * two). DPoP is taken only where `dpop` is accepted; otherwise it is another scheme.
  */
-export function extractBearerToken(authorization: readonly string[] | undefined): string {
+export function extractCredential(authorization: readonly string[] | undefined, dpopHeaders: readonly string[] | undefined, dpop: boolean): Credential {
+  const dpopScheme = dpop && /^dpop\s/i.test(authorization?.[0] ?? '') && authorization?.length === 1;
+  const token = extractBearerToken(authorization, dpopScheme ? 'dpop' : 'bearer');
+  if (!dpopScheme) return { scheme: 'Bearer', token, proof: undefined };
+  if (dpopHeaders === undefined || dpopHeaders.length !== 1) throw new InvalidDpopProof('dpop_proof_invalid', dpopHeaders === undefined ? 'missing' : 'several');
+  const proof = dpopHeaders[0]?.trim() ?? '';
+  if (!COMPACT_JWS.test(proof)) throw new InvalidDpopProof('dpop_proof_invalid', 'not_one_jws');
+  return { scheme: 'DPoP', token, proof };
+}
+
+/**
+ * The single bearer token of a request (or, with `scheme` dpop, the DPoP-bound one), given
+ * every Authorization header line it carried.
+ */
+export function extractBearerToken(authorization: readonly string[] | undefined, expected: 'bearer' | 'dpop' = 'bearer'): string {
   if (authorization === undefined || authorization.length === 0) {
     throw new MissingCredentials('no_credentials');
   }
@@ -24,7 +50,7 @@ export function extractBearerToken(authorization: readonly string[] | undefined)
   const match = SCHEME_AND_REST.exec(authorization[0] ?? '');
   if (match === null) throw new MissingCredentials('no_credentials');
   const [, scheme = '', token = ''] = match;
-  if (scheme.toLowerCase() !== 'bearer') {
+  if (scheme.toLowerCase() !== expected) {
     throw new MissingCredentials('other_scheme');
   }
   if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {

@@ -33,7 +33,11 @@ export function mintedClaims(claims: TokenClaims, settings: Pick<MintConfig, 'is
     jti: randomUUID(),
   };
   if (claims.scope !== undefined) minted.scope = claims.scope;
-  if (claims.cnf?.['x5t#S256'] !== undefined) minted.cnf = { 'x5t#S256': claims.cnf['x5t#S256'] };
+  // The confirmation as it was verified: the certificate's thumbprint, the DPoP key's, or both.
+  const cnf: Record<string, string> = {};
+  if (claims.cnf?.['x5t#S256'] !== undefined) cnf['x5t#S256'] = claims.cnf['x5t#S256'];
+  if (claims.cnf?.jkt !== undefined) cnf.jkt = claims.cnf.jkt;
+  if (Object.keys(cnf).length > 0) minted.cnf = cnf;
   return minted;
 }
 

@@ -87,7 +87,7 @@ describe('mint mode', () => {
 
   const refusals: [string, Record<string, unknown>, string][] = [
     ['an unbound token while binding is required', { cnf: undefined }, 'token_not_bound'],
-    ['a DPoP-bound token', { cnf: { jkt: 'abc' }, token_type: 'DPoP' }, 'dpop_bound_token'],
+    ['a DPoP-bound token where only mTLS is accepted', { cnf: { jkt: 'abc' }, token_type: 'DPoP' }, 'binding_method_not_accepted'],
     ['a token of another issuer', { iss: 'https://evil.test' }, 'issuer_mismatch'],
     ['an expired token the AS still calls active', { exp: Math.floor(Date.now() / 1000) - 120 }, 'token_expired'],
     ['a token bound to partner B', { cnf: { 'x5t#S256': pki.partnerB.thumbprint } }, 'binding_mismatch'],

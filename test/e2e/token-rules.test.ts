@@ -94,7 +94,7 @@ describe('against a scripted authorization server', () => {
     ['token_type refresh_token', { token_type: 'refresh_token' }, 'not_an_access_token'],
     ['no token_type', { token_type: undefined }, 'not_an_access_token'],
     ['neither sub nor client_id', { sub: undefined, client_id: undefined }, 'token_without_subject'],
-    ['cnf with both x5t#S256 and jkt (two proofs, one not checked yet)', { cnf: { 'x5t#S256': pki.partnerA.thumbprint, jkt: 'abc' } }, 'dpop_bound_token'],
+    ['cnf with both x5t#S256 and jkt where DPoP is not accepted (both proofs needed)', { cnf: { 'x5t#S256': pki.partnerA.thumbprint, jkt: 'abc' } }, 'binding_method_not_accepted'],
     ['exp passed 30 s ago, still called active', { exp: Math.floor(Date.now() / 1000) - 30 }, 'token_expired'],
     ['bound to partner B', { cnf: { 'x5t#S256': pki.partnerB.thumbprint } }, 'binding_mismatch'],
     ['inactive', { active: false }, 'token_inactive'],

@@ -49,7 +49,7 @@ test('challenge values drop characters RFC 6750 does not allow', () => {
 });
 
 test('no oracle: every invalid_token reason shows the same description', () => {
-  const reasons = ['token_inactive', 'token_expired', 'binding_mismatch', 'audience_mismatch', 'issuer_mismatch', 'token_not_bound', 'dpop_bound_token', 'not_an_access_token', 'token_without_subject', 'token_not_yet_valid'] as const;
+  const reasons = ['token_inactive', 'token_expired', 'binding_mismatch', 'audience_mismatch', 'issuer_mismatch', 'token_not_bound', 'binding_method_not_accepted', 'dpop_downgrade', 'not_an_access_token', 'token_without_subject', 'token_not_yet_valid'] as const;
   const descriptions = new Set(reasons.map((reason) => toErrorResponse(new InvalidToken(reason), 'r').body.error_description));
   assert.equal(descriptions.size, 1);
   const challenges = new Set(reasons.map((reason) => bearerChallenge('r', new InvalidToken(reason))));

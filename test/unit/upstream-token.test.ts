@@ -10,7 +10,7 @@ import { AuthorizationServerJwt, JwtMinter, mintedClaims } from '../../src/pipel
 const NOW = 1_800_000_000;
 const settings = { mode: 'mint' as const, issuer: 'https://sidecar', audience: 'https://api', ttlSeconds: 60, alg: 'ES256' as JwtAlg, signingKey: undefined };
 
-test('minted claims: RFC 9068 members, sub falls back to client_id, only x5t#S256 of cnf is copied', () => {
+test('minted claims: RFC 9068 members, sub falls back to client_id, cnf as verified (x5t#S256 and jkt)', () => {
   const claims = mintedClaims({ client_id: 'partner-a', scope: 'accounts', exp: NOW + 600, cnf: { 'x5t#S256': 'abc', jkt: 'j' } }, settings, NOW);
   assert.equal(claims.iss, 'https://sidecar');
   assert.equal(claims.aud, 'https://api');
@@ -19,7 +19,8 @@ test('minted claims: RFC 9068 members, sub falls back to client_id, only x5t#S25
   assert.equal(claims.scope, 'accounts');
   assert.equal(claims.iat, NOW);
   assert.equal(claims.exp, NOW + 60);
-  assert.deepEqual(claims.cnf, { 'x5t#S256': 'abc' });
+  assert.deepEqual(claims.cnf, { 'x5t#S256': 'abc', jkt: 'j' });
+  assert.equal(mintedClaims({ client_id: 'c', cnf: {} }, settings, NOW).cnf, undefined);
   assert.match(String(claims.jti), /^[0-9a-f-]{36}$/);
   assert.notEqual(mintedClaims({}, settings, NOW).jti, claims.jti);
   assert.equal(mintedClaims({ sub: 'user-1', client_id: 'c' }, settings, NOW).sub, 'user-1');

@@ -1,0 +1,155 @@
+// Stage 3b: an RFC 9449 DPoP proof at the resource server (§4.3, §7.1, §8, §9), checked fully
+// before the token is looked up: typ, an allowed asymmetric alg, a public jwk and a signature
+// by it, htm, htu (the URL the client addressed), iat within the window, ath, a nonce when the
+// sidecar asks for them, and a jti never seen before. The key's RFC 7638 thumbprint comes back,
+// to be compared with the token's cnf.jkt in the binding stage.
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { InvalidDpopProof, UseDpopNonce } from '../errors.ts';
+import type { DpopConfig } from '../config.ts';
+
+// Clock skew allowed on top of PHANTOM_DPOP_MAX_AGE_S, in either direction.
+export const DPOP_LEEWAY_SECONDS = 5;
+const NONCE_STEP_SECONDS = 60;
+const MAX_JTI_LENGTH = 256;
+// The replay store holds one entry per proof seen within the window; past this many the
+// oldest go first (documented: at a sustained rate above max/window, the window shrinks).
+const REPLAY_STORE_ENTRIES = 200_000;
+// Members of a private JWK: a proof must carry the public key only.
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+export interface ProofContext {
+  method: string;
+  /** The URL the client addressed: https:// + the checked Host + the path, no query. */
+  htu: string;
+  token: string;
+}
+
+function refuse(detail: string): never {
+  throw new InvalidDpopProof('dpop_proof_invalid', detail);
+}
+
+/** base64url(SHA-256(token)), RFC 9449 §4.2 `ath`. */
+export function accessTokenHash(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+function sameText(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/** RFC 9449 §4.3 step 11 with RFC 3986 §6 normalisation: scheme and host case, default port. */
+function normalisedHtu(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stateless nonces (§8): an HMAC over the current time step, so every replica with the same
+ * secret issues and accepts the same values; the previous step is accepted too.
+ */
+export class DpopNonces {
+  readonly #secret: Buffer;
+  readonly #now: () => number;
+
+  constructor(secret: Buffer, now: () => number = Date.now) {
+    this.#secret = secret;
+    this.#now = now;
+  }
+
+  #forStep(step: number): string {
+    return createHmac('sha256', this.#secret).update(`dpop-nonce:${step}`).digest('base64url').slice(0, 32);
+  }
+
+  #step(): number {
+    return Math.floor(this.#now() / 1000 / NONCE_STEP_SECONDS);
+  }
+
+  current(): string {
+    return this.#forStep(this.#step());
+  }
+
+  accepts(nonce: unknown): boolean {
+    if (typeof nonce !== 'string') return false;
+    const step = this.#step();
+    return sameText(nonce, this.#forStep(step)) || sameText(nonce, this.#forStep(step - 1));
+  }
+}
+
+/** Where the jti of each accepted proof is remembered for the acceptance window. */
+export interface ReplayStore {
+  /** True the first time a key is seen within `ttlMs`; false for a replay. */
+  firstSeen(key: string, ttlMs: number): boolean | Promise<boolean>;
+}
+
+export class MemoryReplayStore implements ReplayStore {
+  readonly #seen = new LRUCache<string, true>({ max: REPLAY_STORE_ENTRIES, ttlAutopurge: false });
+
+  firstSeen(key: string, ttlMs: number): boolean {
+    if (this.#seen.has(key)) return false;
+    this.#seen.set(key, true, { ttl: ttlMs });
+    return true;
+  }
+}
+
+export interface DpopVerifier {
+  /** The jkt of a valid, fresh proof for this request; throws InvalidDpopProof or UseDpopNonce. */
+  verify(proof: string, context: ProofContext): Promise<string>;
+  /** The nonce to hand out (on a use_dpop_nonce answer), when nonces are on. */
+  readonly nonces: DpopNonces | undefined;
+}
+
+export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new MemoryReplayStore(), now: () => number = Date.now): DpopVerifier {
+  const nonces = settings.nonceSecret === undefined ? undefined : new DpopNonces(settings.nonceSecret, now);
+  const windowMs = (settings.maxAgeSeconds + 2 * DPOP_LEEWAY_SECONDS) * 1000;
+  return {
+    nonces,
+    async verify(proof, context) {
+      let header: ReturnType<typeof decodeProtectedHeader>;
+      try {
+        header = decodeProtectedHeader(proof);
+      } catch {
+        refuse('malformed');
+      }
+      if (header.typ !== 'dpop+jwt') refuse('typ');
+      if (typeof header.alg !== 'string' || !settings.algs.includes(header.alg)) refuse('alg');
+      const jwk = header.jwk as JWK | undefined;
+      if (typeof jwk !== 'object' || jwk === null) refuse('jwk');
+      if (PRIVATE_MEMBERS.some((member) => member in jwk)) refuse('jwk_private');
+      let payload: Record<string, unknown>;
+      try {
+        ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
+          typ: 'dpop+jwt',
+          algorithms: [...settings.algs],
+          maxTokenAge: settings.maxAgeSeconds,
+          clockTolerance: DPOP_LEEWAY_SECONDS,
+          requiredClaims: ['iat', 'jti', 'htm', 'htu'],
+          currentDate: new Date(now()),
+        }));
+      } catch (error) {
+        if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTExpired) refuse(`claim_${error.claim}`);
+        refuse(error instanceof errors.JWSSignatureVerificationFailed ? 'signature' : 'unverified');
+      }
+      if (payload.htm !== context.method) refuse('htm');
+      const htu = typeof payload.htu === 'string' ? normalisedHtu(payload.htu) : undefined;
+      if (htu === undefined || htu !== normalisedHtu(context.htu)) refuse('htu');
+      if (typeof payload.ath !== 'string' || !sameText(payload.ath, accessTokenHash(context.token))) refuse('ath');
+      if (typeof payload.jti !== 'string' || payload.jti.length > MAX_JTI_LENGTH) refuse('jti');
+      if (nonces !== undefined && !nonces.accepts(payload.nonce)) {
+        throw new UseDpopNonce(nonces.current(), payload.nonce === undefined ? 'missing' : 'stale');
+      }
+      const jkt = await calculateJwkThumbprint(jwk);
+      // Atomic set-if-absent: the same proof twice is refused, wherever it is replayed.
+      const key = createHash('sha256').update(`${jkt}:${payload.jti}`).digest('base64url');
+      if (!(await replay.firstSeen(key, windowMs))) throw new InvalidDpopProof('dpop_proof_replayed');
+      return jkt;
+    },
+  };
+}
