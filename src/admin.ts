@@ -15,9 +15,10 @@ export interface AdminParts {
   readiness: Readiness;
   jwks: { keys: JWK[] };
   metrics: SidecarMetrics;
+  resourceMetadata?: { path: string; document: Record<string, unknown> } | undefined;
 }
 
-export function buildAdmin({ logger, readiness, jwks, metrics }: AdminParts): FastifyInstance {
+export function buildAdmin({ logger, readiness, jwks, metrics, resourceMetadata }: AdminParts): FastifyInstance {
   const admin = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_request, reply) => {
@@ -28,6 +29,9 @@ export function buildAdmin({ logger, readiness, jwks, metrics }: AdminParts): Fa
     // The set is public; a short cache lets the API pick up a restart's new key soon.
     return reply.header('cache-control', 'public, max-age=60').send(jwks);
   });
+  if (resourceMetadata !== undefined) {
+    admin.get(resourceMetadata.path, async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(resourceMetadata.document));
+  }
   admin.get('/metrics', async (_request, reply) => {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });

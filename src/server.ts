@@ -50,6 +50,8 @@ export interface SidecarParts {
 
 export interface Sidecar {
   app: FastifyInstance;
+  /** RFC 9728 metadata, for the admin listener to serve too. */
+  resourceMetadata: { path: string; document: Record<string, unknown> } | undefined;
   /** Ready to authorise: the AS's metadata is known (always, without PHANTOM_AS_ISSUER). */
   ready(): boolean;
   /** Settles only if the AS's metadata contradicts the configuration: the start must stop. */
@@ -110,8 +112,10 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
   const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);
-  const schemes: AuthScheme[] = config.senderConstraints.mtls ? ['Bearer'] : [];
-  if (config.senderConstraints.dpop) schemes.push('DPoP');
+  // Bearer carries certificate-bound tokens (and unbound ones where binding is optional).
+  const acceptedSchemes = { bearer: config.senderConstraints.mtls || !config.requireBinding, dpop: config.senderConstraints.dpop };
+  const schemes: AuthScheme[] = acceptedSchemes.bearer ? ['Bearer'] : [];
+  if (acceptedSchemes.dpop) schemes.push('DPoP');
   const challenges: ChallengeContext = {
     realm: REALM,
     schemes,
@@ -165,7 +169,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     checkDeclaredLength(raw.headers['content-length'], config.http.maxBodyBytes);
     releaseAtEnd(state, limits.enter(state.x5t ?? ''));
     rejectTokenInQuery(raw.url ?? '');
-    const credential = extractCredential(raw.headersDistinct.authorization, raw.headersDistinct.dpop, config.senderConstraints.dpop);
+    const credential = extractCredential(raw.headersDistinct.authorization, raw.headersDistinct.dpop, acceptedSchemes);
     state.scheme = credential.scheme;
     state.token = credential.token;
     state.dpopProof = credential.proof;
@@ -186,9 +190,10 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     releaseAtEnd(request.phantom, release);
     return forward(request, reply, hooks);
   };
-  if (metadataPath !== undefined) {
-    const document = resourceMetadata(config, config.requiredScopes);
-    app.get(metadataPath, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document));
+  const resourceDocument = metadataPath === undefined ? undefined : { path: metadataPath, document: resourceMetadata(config, config.requiredScopes) };
+  if (resourceDocument !== undefined) {
+    const { path, document } = resourceDocument;
+    app.get(path, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document));
   }
   // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
   app.all('/*', { logLevel: 'error' }, (request, reply) => {
@@ -227,6 +232,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   });
   return {
     app,
+    resourceMetadata: resourceDocument,
     ready: as.ready,
     configurationError: as.configurationError,
     cache,

@@ -18,6 +18,8 @@ export interface PartnerClient {
   /** A dNSName SAN of the certificate (tls_client_auth_san_dns). */
   sanDns?: string;
   scope: string;
+  /** Tokens bound to a DPoP key (RFC 9449) instead of the certificate. */
+  dpop?: boolean;
 }
 
 /**
@@ -127,7 +129,9 @@ function providerConfiguration(options: AuthorizationServerOptions): Configurati
         token_endpoint_auth_method: 'tls_client_auth',
         ...(partner.subjectDn === undefined ? {} : { tls_client_auth_subject_dn: partner.subjectDn }),
         ...(partner.sanDns === undefined ? {} : { tls_client_auth_san_dns: partner.sanDns }),
-        tls_client_certificate_bound_access_tokens: true,
+        // One token is bound one way: to the certificate, or to the DPoP key of the request.
+        tls_client_certificate_bound_access_tokens: partner.dpop !== true,
+        ...(partner.dpop === true ? { dpop_bound_access_tokens: true } : {}),
         grant_types: ['client_credentials'],
         response_types: [],
         redirect_uris: [],

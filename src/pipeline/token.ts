@@ -26,8 +26,10 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
  * header line it carried (Node's `headersDistinct`, since `headers` keeps only the first of
  * two). DPoP is taken only where `dpop` is accepted; otherwise it is another scheme.
  */
-export function extractCredential(authorization: readonly string[] | undefined, dpopHeaders: readonly string[] | undefined, dpop: boolean): Credential {
-  const dpopScheme = dpop && /^dpop\s/i.test(authorization?.[0] ?? '') && authorization?.length === 1;
+export function extractCredential(authorization: readonly string[] | undefined, dpopHeaders: readonly string[] | undefined, accepted: { bearer: boolean; dpop: boolean }): Credential {
+  const dpopScheme = accepted.dpop && /^dpop\s/i.test(authorization?.[0] ?? '') && authorization?.length === 1;
+  // Where only DPoP is accepted, Bearer is just another scheme: 401 with the DPoP challenge.
+  if (!dpopScheme && !accepted.bearer && authorization !== undefined && authorization.length > 0) throw new MissingCredentials('other_scheme');
   const token = extractBearerToken(authorization, dpopScheme ? 'dpop' : 'bearer');
   if (!dpopScheme) return { scheme: 'Bearer', token, proof: undefined };
   if (dpopHeaders === undefined || dpopHeaders.length !== 1) throw new InvalidDpopProof('dpop_proof_invalid', dpopHeaders === undefined ? 'missing' : 'several');

@@ -1,5 +1,7 @@
 // The real oidc-provider authorization server of deploy/, and a partner's mTLS token request.
+import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import { request } from 'node:https';
+import { SignJWT, exportJWK } from 'jose';
 import { startAuthorizationServer, type AuthorizationServerOptions, type RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
 import type { Identity, Pki } from './pki.ts';
 
@@ -16,6 +18,8 @@ export function startTestAuthorizationServer(pki: Pki, more: Partial<Authorizati
     partners: [
       { clientId: 'partner-a', subjectDn: 'CN=partner-a,O=Partner A Ltd', scope: 'accounts transactions' },
       { clientId: 'partner-b', sanDns: 'partner-b.example.com', scope: 'accounts' },
+      // Partner A's certificate authenticates it; its tokens are bound to a DPoP key.
+      { clientId: 'partner-a-dpop', subjectDn: 'CN=partner-a,O=Partner A Ltd', scope: 'accounts transactions', dpop: true },
     ],
     ...more,
   });
@@ -27,7 +31,7 @@ export interface FormResult {
 }
 
 /** POSTs a form over mTLS with the partner's certificate (token and revocation endpoints). */
-export function postForm(url: string, form: Record<string, string>, identity: Identity, pki: Pki): Promise<FormResult> {
+export function postForm(url: string, form: Record<string, string>, identity: Identity, pki: Pki, headers: Record<string, string> = {}): Promise<FormResult> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -37,7 +41,7 @@ export function postForm(url: string, form: Record<string, string>, identity: Id
         key: identity.key,
         ca: pki.ca,
         agent: false,
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -75,4 +79,32 @@ export async function refreshToken(as: RunningAuthorizationServer, clientId: str
   const grantId = await grant.save();
   const token = new provider.RefreshToken({ client, accountId: 'user-1', grantId, scope: 'openid offline_access', gty: 'authorization_code', 'x5t#S256': identity.thumbprint });
   return token.save();
+}
+
+/**
+ * A DPoP proof (RFC 9449 §4.2) made with jose, as a client library makes it; `claims` and
+ * `header` override any member, for the tests that break one rule at a time.
+ */
+export async function dpopProof(
+  key: { privateKey: KeyObject; publicKey: KeyObject },
+  htm: string,
+  htu: string,
+  options: { token?: string; claims?: Record<string, unknown>; header?: Record<string, unknown>; alg?: string } = {},
+): Promise<string> {
+  const jwk = await exportJWK(key.publicKey);
+  const payload: Record<string, unknown> = { htm, htu, jti: randomUUID(), iat: Math.floor(Date.now() / 1000) };
+  if (options.token !== undefined) payload.ath = createHash('sha256').update(options.token).digest('base64url');
+  return new SignJWT({ ...payload, ...options.claims })
+    .setProtectedHeader({ alg: options.alg ?? 'ES256', typ: 'dpop+jwt', jwk, ...options.header })
+    .sign(key.privateKey);
+}
+
+/** A DPoP-bound access token for partner A's DPoP client, bound to `key`. */
+export async function dpopBoundToken(as: RunningAuthorizationServer, identity: Identity, pki: Pki, key: { privateKey: KeyObject; publicKey: KeyObject }): Promise<string> {
+  const proof = await dpopProof(key, 'POST', as.tokenUrl);
+  const { status, body } = await postForm(as.tokenUrl, { grant_type: 'client_credentials', client_id: 'partner-a-dpop', scope: 'accounts' }, identity, pki, { dpop: proof });
+  if (status !== 200 || typeof body.access_token !== 'string' || body.token_type !== 'DPoP') {
+    throw new Error(`DPoP token request failed: ${status} ${JSON.stringify(body)}`);
+  }
+  return body.access_token;
 }
