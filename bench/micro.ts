@@ -42,6 +42,6 @@ await measure('cache lookup (hit, new connection: hash)', () => cache.lookup(tok
 await measure('time, iss/aud, binding, scope checks', () => { checkTokenTimes(claims, Date.now() / 1000); checkIssuerAndAudience(claims, { expectedIssuer: 'https://as', expectedAudience: 'https://api' }); checkBinding(claims.cnf, { scheme: 'Bearer', x5t, dpopJkt: undefined, accepted: { mtls: true, dpop: false } }, true); checkScopes(claims, ['accounts']); });
 await measure('minted JWT reuse', () => minter.jwtFor(entry, Math.floor(Date.now() / 1000)));
 await measure('upstream request headers', () => upstreamRequestHeaders(headers, { jwt: 'j', interactionId: 'i', clientIp: '127.0.0.1', checkedHost: 'h', forwardCookies: false }));
-const line = { interactionId: 'i', method: 'GET', path: '/api/accounts', status: 200, durationMs: 1.2, cache: 'hit' as const, clientId: 'partner-a', sub: undefined, x5t, reason: undefined, detail: undefined };
+const line = { interactionId: 'i', method: 'GET', path: '/api/accounts', status: 200, durationMs: 1.2, cache: 'hit' as const, clientId: 'partner-a', sub: undefined, x5t, reason: undefined, detail: undefined, rule: undefined, anonymous: false };
 await measure('access log line', () => logAccess(logger, line));
 await measure('metrics record', () => metrics.record(line));

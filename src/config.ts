@@ -5,6 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import { ConfigError, EnvReader, readText, refuseUnknownVariables, type Env } from './config-env.ts';
 
 import { parsePrivateKey, readCertificateFile, readTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.ts';
+import { readPolicyFile } from './pipeline/route-policy.ts';
 
 export { ConfigError };
 export type { TlsMaterial, TlsPaths };
@@ -108,6 +109,8 @@ export interface Config {
   resource: string | undefined;
   requireTokenType: boolean;
   requiredScopes: readonly string[];
+  /** PHANTOM_POLICY_FILE: per-route rules (checked whole at start-up); undefined: one rule. */
+  policyFile: string | undefined;
   expectedIssuer: string | undefined;
   /** Undefined only when PHANTOM_ALLOW_ANY_AUDIENCE=true says so. */
   expectedAudience: string | undefined;
@@ -417,6 +420,7 @@ export function loadConfig(environment: Env = process.env): Config {
     resource: readResource(env),
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
+    policyFile: env.optional('PHANTOM_POLICY_FILE'),
     expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER') ?? env.optional('PHANTOM_AS_ISSUER'),
     expectedAudience: readExpectedAudience(env),
     upstreamToken: readUpstreamToken(env),
@@ -430,6 +434,11 @@ export function loadConfig(environment: Env = process.env): Config {
   // A DPoP proof names the URL the client called (htu): only a vouched-for Host can be compared.
   if (config.senderConstraints.dpop && config.http.publicHosts === undefined) {
     throw new ConfigError('PHANTOM_PUBLIC_HOSTS', 'is required when PHANTOM_SENDER_CONSTRAINTS accepts dpop (the proof\'s htu is checked against it)');
+  }
+  if (config.policyFile !== undefined) {
+    if (config.requiredScopes.length > 0) throw new ConfigError('PHANTOM_REQUIRED_SCOPES', 'goes with no PHANTOM_POLICY_FILE: the policy\'s rules say which scopes each route needs');
+    // Read and checked now, so a bad policy stops the start with its rule named.
+    readPolicyFile(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [] });
   }
   if (config.introspection.response === 'jwt' && config.upstreamToken.mode === 'as-jwt') {
     throw new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt');

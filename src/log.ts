@@ -52,6 +52,9 @@ export interface AccessLine {
   x5t: string | undefined;
   reason: RefusalReason | undefined;
   detail: string | undefined;
+  /** The route policy's rule, and whether it let the request through without a token. */
+  rule: string | undefined;
+  anonymous: boolean;
 }
 
 // A refused target is logged as received (a security analyst wants it) but not without end.
@@ -78,6 +81,8 @@ export function logAccess(logger: Logger, line: AccessLine): void {
       x5t: line.x5t,
       reason: line.reason,
       detail: line.detail,
+      rule: line.rule,
+      anonymous: line.anonymous ? true : undefined,
     },
     'request',
   );

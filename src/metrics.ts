@@ -32,7 +32,7 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
 
 export class SidecarMetrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'status' | 'reason'>;
+  readonly #requests: Counter<'status' | 'reason' | 'rule'>;
   readonly #duration: Histogram;
   readonly #cache: Counter<'outcome'>;
 
@@ -40,8 +40,8 @@ export class SidecarMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'phantom_' });
     this.#requests = new Counter({
       name: 'phantom_requests_total',
-      help: 'Requests answered, by status and refusal reason ("" when served)',
-      labelNames: ['status', 'reason'],
+      help: 'Requests answered, by status, refusal reason ("" when served) and route rule ("" before one matched)',
+      labelNames: ['status', 'reason', 'rule'],
       registers: [this.registry],
     });
     this.#duration = new Histogram({
@@ -71,7 +71,7 @@ export class SidecarMetrics {
   }
 
   record(line: AccessLine): void {
-    this.#requests.inc({ status: line.status, reason: line.reason ?? '' });
+    this.#requests.inc({ status: line.status, reason: line.reason ?? '', rule: line.rule ?? '' });
     this.#duration.observe(line.durationMs / 1000);
     if (line.cache !== 'none') this.#cache.inc({ outcome: line.cache });
   }

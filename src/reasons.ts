@@ -43,6 +43,7 @@ export const REASON_DESCRIPTIONS = {
   // 403 insufficient_scope.
   scope_missing: 'The access token lacks a required scope',
   // HTTP-level refusals, before any token is looked at.
+  no_matching_rule: 'No rule of this API covers this request',
   method_not_allowed: 'The request method is not allowed',
   misdirected_request: 'This server does not serve the requested host',
   body_too_large: 'The request body is too large',

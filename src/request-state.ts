@@ -2,6 +2,7 @@
 // access line and the metrics only read it.
 import type { AuthScheme } from './errors.ts';
 import type { RefusalReason } from './reasons.ts';
+import type { RouteRule } from './pipeline/route-policy.ts';
 
 /** How the introspection answer was found: cached, asked for, or joined a call under way. */
 export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'none';
@@ -15,8 +16,8 @@ export interface RequestState {
   scheme: AuthScheme | undefined;
   /** The one DPoP proof JWT of a DPoP request; checked in stage 3b. */
   dpopProof: string | undefined;
-  /** The rule of the route policy this request matched, for the access line and the metrics. */
-  rule: string | undefined;
+  /** The rule of the route policy this request matched (stage 2b). */
+  route: RouteRule | undefined;
   /** x5t#S256 of the partner certificate (stage 1): public, and what binding is checked against. */
   x5t: string | undefined;
   /** The path the API receives (base path included, no query); set once the target is checked. */
@@ -50,7 +51,7 @@ export function newRequestState(): RequestState {
     token: undefined,
     scheme: undefined,
     dpopProof: undefined,
-    rule: undefined,
+    route: undefined,
     x5t: undefined,
     upstreamPath: undefined,
     upstreamJwt: undefined,

@@ -31,6 +31,7 @@ import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
 import { PartnerLimits } from './pipeline/partner-limits.ts';
 import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './pipeline/proxy.ts';
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
+import { PolicySource } from './pipeline/route-policy.ts';
 import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './pipeline/request-target.ts';
 import { TlsReloader, connectionThumbprint } from './pipeline/tls.ts';
 import { extractCredential, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
@@ -61,6 +62,7 @@ export interface Sidecar {
   metrics: SidecarMetrics;
   tls: TlsReloader;
   limits: PartnerLimits;
+  policy: PolicySource;
   /** Starts a graceful drain: every response from now on closes its connection. */
   drain(): void;
 }
@@ -93,6 +95,10 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
       requireTokenType: config.requireTokenType && config.upstreamToken.mode !== 'as-jwt',
     },
   });
+  const policy = new PolicySource(
+    { path: config.policyFile, reloadIntervalSeconds: config.tls.reloadIntervalSeconds, defaults: { senderConstraints: config.senderConstraints, requiredScopes: config.requiredScopes } },
+    logger,
+  );
   const metadataPath = config.resource === undefined ? undefined : resourceMetadataPath(config.resource);
   const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
   const connections = new ConnectionRules(config.tls.maxConnectionAgeSeconds, now);
@@ -166,9 +172,15 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     state.upstreamPath = upstreamPathOf(url, target);
     state.checkedHost = checkedHost(raw.headers.host, target);
     if (state.checkedHost !== undefined) state.htu = `https://${state.checkedHost}${url.split('?', 1)[0] ?? ''}`;
+    state.route = policy.current.match(request.method, state.upstreamPath);
     checkDeclaredLength(raw.headers['content-length'], config.http.maxBodyBytes);
     releaseAtEnd(state, limits.enter(state.x5t ?? ''));
     rejectTokenInQuery(raw.url ?? '');
+    // A public route: forwarded with no token looked at and no JWT (the access line says so).
+    if (state.route.anonymous) {
+      done();
+      return;
+    }
     const credential = extractCredential(raw.headersDistinct.authorization, raw.headersDistinct.dpop, acceptedSchemes);
     state.scheme = credential.scheme;
     state.token = credential.token;
@@ -177,7 +189,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   });
 
   app.addHook('preHandler', (request) => {
-    if (request.phantom.token === undefined && request.phantom.upstreamPath === metadataPath) return Promise.resolve();
+    const state = request.phantom;
+    if (state.route?.anonymous === true || (state.token === undefined && state.upstreamPath === metadataPath)) return Promise.resolve();
     if (Buffer.isBuffer(request.body)) rejectTokenInForm(request.body);
     return authorise(request.phantom, request.raw.socket);
   });
@@ -190,7 +203,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     releaseAtEnd(request.phantom, release);
     return forward(request, reply, hooks);
   };
-  const resourceDocument = metadataPath === undefined ? undefined : { path: metadataPath, document: resourceMetadata(config, config.requiredScopes) };
+  const resourceDocument = metadataPath === undefined ? undefined : { path: metadataPath, document: resourceMetadata(config, policy.current.scopes()) };
   if (resourceDocument !== undefined) {
     const { path, document } = resourceDocument;
     app.get(path, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document));
@@ -225,8 +238,10 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   }, now);
   tls = reloader;
   reloader.start();
+  policy.start();
   app.addHook('onClose', async () => {
     reloader.stop();
+    policy.stop();
     await introspector.close();
     await as.close();
   });
@@ -240,6 +255,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     metrics,
     tls: reloader,
     limits,
+    policy,
     drain: () => {
       connections.drain();
       server.closeIdleConnections();

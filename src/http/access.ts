@@ -44,5 +44,7 @@ export function accessLineOf(exchange: Exchange, state: RequestState): AccessLin
     x5t: state.x5t,
     reason: state.reason ?? (exchange.sentStatus === undefined && state.rawStatus === undefined ? 'client_closed_request' : undefined),
     detail: state.detail,
+    rule: state.route?.name,
+    anonymous: state.route?.anonymous === true,
   };
 }

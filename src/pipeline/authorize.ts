@@ -61,10 +61,11 @@ export function checkIssuerAndAudience(claims: TokenClaims, rules: Pick<ClaimRul
   }
 }
 
-export function checkScopes(claims: TokenClaims, requiredScopes: readonly string[]): void {
-  if (requiredScopes.length === 0) return;
+/** All of `requiredScopes`, and one of `anyOf` when it is not empty. */
+export function checkScopes(claims: TokenClaims, requiredScopes: readonly string[], anyOf: readonly string[] = []): void {
+  if (requiredScopes.length === 0 && anyOf.length === 0) return;
   const granted = new Set((claims.scope ?? '').split(' '));
-  if (!requiredScopes.every((scope) => granted.has(scope))) {
-    throw new InsufficientScope(requiredScopes.join(' '));
-  }
+  const all = requiredScopes.every((scope) => granted.has(scope));
+  const one = anyOf.length === 0 || anyOf.some((scope) => granted.has(scope));
+  if (!all || !one) throw new InsufficientScope([...requiredScopes, ...anyOf].join(' '));
 }

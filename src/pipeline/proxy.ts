@@ -68,7 +68,8 @@ export function isSidecarOnly(name: string): boolean {
 }
 
 export interface SidecarHeaders {
-  jwt: string;
+  /** Undefined on an anonymous route: the API gets no Authorization at all. */
+  jwt: string | undefined;
   interactionId: string;
   /** The partner's address as the sidecar's socket sees it. */
   clientIp: string;
@@ -85,7 +86,7 @@ export function upstreamRequestHeaders(clientHeaders: IncomingHttpHeaders, own: 
     if (name === 'cookie' && !own.forwardCookies) continue;
     headers[name] = clientHeaders[name];
   }
-  headers.authorization = `Bearer ${own.jwt}`;
+  if (own.jwt !== undefined) headers.authorization = `Bearer ${own.jwt}`;
   headers['x-fapi-interaction-id'] = own.interactionId;
   headers['x-forwarded-for'] = own.clientIp;
   headers['x-forwarded-proto'] = 'https';
@@ -245,7 +246,7 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
   return {
     rewriteRequestHeaders: (request, headers) =>
       upstreamRequestHeaders(headers, {
-        jwt: request.phantom.upstreamJwt ?? '',
+        jwt: request.phantom.upstreamJwt,
         interactionId: request.id,
         clientIp: request.ip,
         checkedHost: request.phantom.checkedHost,
@@ -267,8 +268,10 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
 
 /** Forwards the authorised request to the checked path; the query follows. */
 export function forward(request: FastifyRequest, reply: FastifyReply, hooks: FastifyReplyFromHooks): FastifyReply {
-  const { upstreamJwt, upstreamPath } = request.phantom;
-  // Only an authorised request has a JWT, and only a checked target a path: else nothing leaves.
-  if (upstreamJwt === undefined || upstreamPath === undefined) throw new InternalError('forward_unchecked');
+  const { upstreamJwt, upstreamPath, route } = request.phantom;
+  // Only an authorised request has a JWT (or an anonymous route none), and only a checked
+  // target a path: else nothing leaves.
+  const authorised = upstreamJwt !== undefined || route?.anonymous === true;
+  if (!authorised || upstreamPath === undefined) throw new InternalError('forward_unchecked');
   return reply.from(upstreamPath, hooks);
 }

@@ -34,9 +34,11 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
   checkTokenTimes(claims, nowSeconds);
   checkAccessToken(claims, rules);
   checkSubject(claims);
-  checkIssuerAndAudience(claims, rules);
-  checkBinding(claims.cnf, { scheme: state.scheme, x5t: state.x5t, dpopJkt, accepted: rules.senderConstraints }, rules.requireBinding);
-  checkScopes(claims, rules.requiredScopes);
+  // The route's rule, where the policy gives one, says what this request needs.
+  const route = state.route;
+  checkIssuerAndAudience(claims, { expectedIssuer: rules.expectedIssuer, expectedAudience: route?.audience ?? rules.expectedAudience });
+  checkBinding(claims.cnf, { scheme: state.scheme, x5t: state.x5t, dpopJkt, accepted: route?.senderConstraints ?? rules.senderConstraints }, rules.requireBinding);
+  checkScopes(claims, route?.scopes ?? rules.requiredScopes, route?.anyOf);
 }
 
 /**

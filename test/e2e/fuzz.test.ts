@@ -117,7 +117,7 @@ test('random requests: never a 500, and only a well-formed request with the good
   assert.ok(!sidecar.logs.some((line) => line.includes('unexpected error')), 'an unexpected error was logged');
   // Whatever came in, the metric labels stay within the closed set of reasons.
   const metrics = await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/metrics`)).text();
-  const reasons = [...metrics.matchAll(/phantom_requests_total\{status="\d+",reason="([^"]*)"\}/g)].map((match) => match[1] ?? '');
+  const reasons = [...metrics.matchAll(/phantom_requests_total\{status="\d+",reason="([^"]*)",rule="[^"]*"\}/g)].map((match) => match[1] ?? '');
   assert.ok(reasons.length > 3);
   for (const reason of reasons) assert.ok(reason === '' || isRefusalReason(reason), reason);
 });

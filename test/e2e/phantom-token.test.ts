@@ -99,7 +99,7 @@ describe('phantom-token sidecar against a real oidc-provider', () => {
     assert.equal(line.reason, 'binding_mismatch');
     assert.equal(line.cache, 'hit', 'the binding is checked on cache hits too');
     const metrics = await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/metrics`)).text();
-    assert.match(metrics, /phantom_requests_total\{status="401",reason="binding_mismatch"\} 1/);
+    assert.match(metrics, /phantom_requests_total\{status="401",reason="binding_mismatch",rule="default"\} 1/);
   });
 
   test('a revoked token is refused once the cache lifetime has passed', async () => {

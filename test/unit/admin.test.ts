@@ -31,15 +31,15 @@ test('readyz follows readiness: 503 while starting or draining, 200 when ready',
 
 test('metrics count requests by status and reason, and cache outcomes', async () => {
   const metrics = new SidecarMetrics(sources(7));
-  const base = { interactionId: 'i', method: 'GET', path: '/a', clientId: undefined, sub: undefined, x5t: undefined, reason: undefined, detail: undefined };
+  const base = { interactionId: 'i', method: 'GET', path: '/a', clientId: undefined, sub: undefined, x5t: undefined, reason: undefined, detail: undefined, rule: undefined, anonymous: false };
   metrics.record({ ...base, status: 200, durationMs: 3, cache: 'hit' });
   metrics.record({ ...base, status: 200, durationMs: 4, cache: 'hit' });
   metrics.record({ ...base, status: 401, durationMs: 1, cache: 'miss', reason: 'binding_mismatch' });
   metrics.record({ ...base, status: 400, durationMs: 1, cache: 'none', reason: 'token_in_query' });
   const admin = buildAdmin({ logger: quiet, readiness: { ready: true }, jwks: { keys: [] }, metrics });
   const text = (await admin.inject('/metrics')).body;
-  assert.match(text, /phantom_requests_total\{status="200",reason=""\} 2/);
-  assert.match(text, /phantom_requests_total\{status="401",reason="binding_mismatch"\} 1/);
+  assert.match(text, /phantom_requests_total\{status="200",reason="",rule=""\} 2/);
+  assert.match(text, /phantom_requests_total\{status="401",reason="binding_mismatch",rule=""\} 1/);
   assert.match(text, /phantom_introspection_cache_total\{outcome="hit"\} 2/);
   assert.match(text, /phantom_introspection_cache_total\{outcome="miss"\} 1/);
   assert.doesNotMatch(text, /outcome="none"/);
