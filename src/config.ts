@@ -33,6 +33,17 @@ export type IntrospectionAuth =
   | { method: 'private_key_jwt'; key: KeyObject; alg: JwtAlg; keyId: string | undefined }
   | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; certPath: string; keyPath: string };
 
+export type ClientCertSource =
+  | { source: 'tls' }
+  | {
+      source: 'header';
+      format: 'rfc9440' | 'xfcc';
+      /** x5t#S256 of the ingress proxies' own client certificates. */
+      trustedProxyThumbprints: ReadonlySet<string>;
+      /** A CA bundle of its own for the ingress proxies (PEM), also trusted at the handshake. */
+      trustedProxyCa: string | undefined;
+    };
+
 export interface SenderConstraints {
   mtls: boolean;
   dpop: boolean;
@@ -105,6 +116,10 @@ export interface Config {
   /** PHANTOM_SENDER_CONSTRAINTS: which proofs of possession a token may be bound to. */
   senderConstraints: SenderConstraints;
   dpop: DpopConfig;
+  /** Where the partner's certificate comes from: the TLS socket, or a trusted ingress's header. */
+  clientCert: ClientCertSource;
+  /** PHANTOM_FORWARD_CLIENT_CERT: send the verified certificate to the API (RFC 9440 Client-Cert). */
+  forwardClientCert: boolean;
   /** PHANTOM_RESOURCE: this API's resource identifier (RFC 9728), an https URL. */
   resource: string | undefined;
   requireTokenType: boolean;
@@ -229,6 +244,33 @@ function readDpop(env: EnvReader, constraints: SenderConstraints): DpopConfig {
     algs,
     maxAgeSeconds: env.integer('PHANTOM_DPOP_MAX_AGE_S', 60, 1, 3600),
     nonceSecret: nonce && secret !== undefined ? Buffer.from(secret) : undefined,
+  };
+}
+
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+function readClientCertSource(env: EnvReader): ClientCertSource {
+  const source = env.oneOf('PHANTOM_CLIENT_CERT_SOURCE', 'tls', ['tls', 'header'] as const);
+  const headerOnly = ['PHANTOM_TRUSTED_PROXY_CERT_X5T', 'PHANTOM_TRUSTED_PROXY_CA', 'PHANTOM_CLIENT_CERT_HEADER_FORMAT'];
+  if (source === 'tls') {
+    for (const variable of headerOnly) {
+      if (env.optional(variable) !== undefined) throw new ConfigError(variable, 'belongs to PHANTOM_CLIENT_CERT_SOURCE=header');
+    }
+    return { source };
+  }
+  const thumbprints = env.optional('PHANTOM_TRUSTED_PROXY_CERT_X5T')?.split(/\s+/) ?? [];
+  for (const thumbprint of thumbprints) {
+    if (!THUMBPRINT.test(thumbprint)) throw new ConfigError('PHANTOM_TRUSTED_PROXY_CERT_X5T', `"${thumbprint}" is not a base64url SHA-256 thumbprint`);
+  }
+  const caPath = env.optional('PHANTOM_TRUSTED_PROXY_CA');
+  if (thumbprints.length === 0 && caPath === undefined) {
+    throw new ConfigError('PHANTOM_TRUSTED_PROXY_CERT_X5T', 'or PHANTOM_TRUSTED_PROXY_CA is required with PHANTOM_CLIENT_CERT_SOURCE=header: which connections may speak for a partner');
+  }
+  return {
+    source,
+    format: env.oneOf('PHANTOM_CLIENT_CERT_HEADER_FORMAT', 'rfc9440', ['rfc9440', 'xfcc'] as const),
+    trustedProxyThumbprints: new Set(thumbprints),
+    trustedProxyCa: caPath === undefined ? undefined : readCertificateFile('PHANTOM_TRUSTED_PROXY_CA', caPath).pem,
   };
 }
 
@@ -417,6 +459,8 @@ export function loadConfig(environment: Env = process.env): Config {
     requireBinding: env.boolean('PHANTOM_REQUIRE_BINDING', true),
     senderConstraints,
     dpop: readDpop(env, senderConstraints),
+    clientCert: readClientCertSource(env),
+    forwardClientCert: env.boolean('PHANTOM_FORWARD_CLIENT_CERT', false),
     resource: readResource(env),
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,

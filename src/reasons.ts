@@ -33,6 +33,8 @@ export const REASON_DESCRIPTIONS = {
   token_without_subject: INVALID_TOKEN_DESCRIPTION,
   token_not_bound: INVALID_TOKEN_DESCRIPTION,
   binding_mismatch: INVALID_TOKEN_DESCRIPTION,
+  // A partner certificate from a trusted ingress's header that is malformed or does not verify.
+  client_cert_invalid: INVALID_TOKEN_DESCRIPTION,
   // A DPoP proof that does not check out (RFC 9449 §4.3): 401 invalid_dpop_proof.
   dpop_proof_invalid: 'The DPoP proof is not valid for this request',
   dpop_proof_replayed: 'The DPoP proof is not valid for this request',

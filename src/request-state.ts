@@ -20,6 +20,8 @@ export interface RequestState {
   route: RouteRule | undefined;
   /** x5t#S256 of the partner certificate (stage 1): public, and what binding is checked against. */
   x5t: string | undefined;
+  /** The partner certificate's DER, when PHANTOM_FORWARD_CLIENT_CERT sends it to the API. */
+  partnerCertificate: (() => Buffer | undefined) | undefined;
   /** The path the API receives (base path included, no query); set once the target is checked. */
   upstreamPath: string | undefined;
   /** The Host header as PHANTOM_PUBLIC_HOSTS vouched for it; undefined without that setting. */
@@ -53,6 +55,7 @@ export function newRequestState(): RequestState {
     dpopProof: undefined,
     route: undefined,
     x5t: undefined,
+    partnerCertificate: undefined,
     upstreamPath: undefined,
     upstreamJwt: undefined,
     clientId: undefined,

@@ -19,7 +19,7 @@ import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
 import { interactionIdOf } from './http/interaction-id.ts';
-import { createListener } from './http/listener.ts';
+import { createListener, handshakeOnlyCa } from './http/listener.ts';
 import { writeRawRefusal } from './http/raw-refusal.ts';
 import { REALM, errorReplier } from './http/reply-error.ts';
 import { SidecarMetrics } from './metrics.ts';
@@ -33,7 +33,8 @@ import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, r
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
 import { PolicySource } from './pipeline/route-policy.ts';
 import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './pipeline/request-target.ts';
-import { TlsReloader, connectionThumbprint } from './pipeline/tls.ts';
+import { TlsReloader } from './pipeline/tls.ts';
+import { partnerCertificates } from './pipeline/partner-certificate.ts';
 import { extractCredential, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
 import { MemoryReplayStore, dpopVerifier } from './pipeline/dpop.ts';
 import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from './resource-metadata.ts';
@@ -100,6 +101,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     logger,
   );
   const metadataPath = config.resource === undefined ? undefined : resourceMetadataPath(config.resource);
+  // The TLS material in force, for certificates that arrive in a trusted ingress's header.
+  const partners = partnerCertificates(config.clientCert, () => tls?.material ?? config.tls, now);
   const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
   const connections = new ConnectionRules(config.tls.maxConnectionAgeSeconds, now);
   const slots = new UpstreamSlots(config.upstream.connections);
@@ -159,7 +162,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     track(request, reply);
     const state = request.phantom;
     const { raw } = request;
-    state.x5t = connectionThumbprint(raw.socket as TLSSocket);
+    const partner = partners.of(raw.socket as TLSSocket, { distinct: raw.headersDistinct });
+    state.x5t = partner.x5t;
+    if (config.forwardClientCert) state.partnerCertificate = partner.der;
     checkMethod(request.method, target);
     state.method = request.method;
     const url = raw.url ?? '';
@@ -235,7 +240,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
       // Idle connections made under the old trust go now; busy ones after their response.
       server.closeIdleConnections();
     },
-  }, now);
+  }, now, handshakeOnlyCa(config));
   tls = reloader;
   reloader.start();
   policy.start();

@@ -24,6 +24,10 @@ export interface TlsMaterial {
   serverNotAfterMs: number;
   /** The earliest nextUpdate of the CRLs, ms since the epoch; undefined without CRLs. */
   crlNextUpdateMs: number | undefined;
+  /** The partner CAs, parsed, for certificates that arrive in a header (RFC 9440). */
+  caCertificates: readonly X509Certificate[];
+  /** Revoked serials per issuing CA (its subject DER, hex), from the CRLs. */
+  revoked: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -59,6 +63,13 @@ interface ParsedCrl {
   /** DER of the issuer Name, to match it with a CA's subject. */
   issuer: string;
   nextUpdateMs: number | undefined;
+  /** Serial numbers of the revoked certificates, upper-case hex without leading zeros. */
+  revoked: string[];
+}
+
+/** A serial number as node:crypto's X509Certificate writes it: upper-case hex, no leading zeros. */
+export function serialHex(bytes: ArrayBuffer | Uint8Array): string {
+  return Buffer.from(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)).toString('hex').toUpperCase().replace(/^0+(?=.)/, '');
 }
 
 function parseCrls(pem: string): ParsedCrl[] {
@@ -67,7 +78,8 @@ function parseCrls(pem: string): ParsedCrl[] {
     try {
       const list = AsnConvert.parse(Buffer.from((match[1] ?? '').replace(/\s+/g, ''), 'base64'), CertificateList);
       const next = list.tbsCertList.nextUpdate?.getTime();
-      crls.push({ issuer: Buffer.from(AsnConvert.serialize(list.tbsCertList.issuer)).toString('hex'), nextUpdateMs: next?.getTime() });
+      const revoked = (list.tbsCertList.revokedCertificates ?? []).map((entry) => serialHex(entry.userCertificate));
+      crls.push({ issuer: Buffer.from(AsnConvert.serialize(list.tbsCertList.issuer)).toString('hex'), nextUpdateMs: next?.getTime(), revoked });
     } catch {
       throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'holds a PEM CRL that does not parse');
     }
@@ -75,7 +87,7 @@ function parseCrls(pem: string): ParsedCrl[] {
   return crls;
 }
 
-function subjectDer(certificate: X509Certificate): string {
+export function subjectDer(certificate: X509Certificate): string {
   const parsed = AsnConvert.parse(certificate.raw, Certificate);
   return Buffer.from(AsnConvert.serialize(parsed.tbsCertificate.subject)).toString('hex');
 }
@@ -86,7 +98,7 @@ function subjectDer(certificate: X509Certificate): string {
  * CA of the bundle needs its CRL, and each CRL must belong to a CA: said here, at start-up,
  * rather than as handshakes that fail for no visible reason.
  */
-function readCrls(paths: readonly string[], caCertificates: X509Certificate[]): { pem: string; nextUpdateMs: number | undefined } | undefined {
+function readCrls(paths: readonly string[], caCertificates: X509Certificate[]): { pem: string; nextUpdateMs: number | undefined; revoked: Map<string, Set<string>> } | undefined {
   if (paths.length === 0) return undefined;
   const pems = paths.map((path) => readText('PHANTOM_TLS_CLIENT_CRL', path));
   const crls = pems.flatMap((pem) => {
@@ -103,7 +115,9 @@ function readCrls(paths: readonly string[], caCertificates: X509Certificate[]): 
     if (!crlIssuers.has(subject)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', `has no CRL for the CA "${name}" of PHANTOM_TLS_CLIENT_CA`);
   }
   const nextUpdates = crls.map((crl) => crl.nextUpdateMs).filter((ms): ms is number => ms !== undefined);
-  return { pem: pems.join('\n'), nextUpdateMs: nextUpdates.length === 0 ? undefined : Math.min(...nextUpdates) };
+  const revoked = new Map<string, Set<string>>();
+  for (const crl of crls) revoked.set(crl.issuer, new Set([...(revoked.get(crl.issuer) ?? []), ...crl.revoked]));
+  return { pem: pems.join('\n'), nextUpdateMs: nextUpdates.length === 0 ? undefined : Math.min(...nextUpdates), revoked };
 }
 
 /**
@@ -121,5 +135,5 @@ export function readTlsMaterial(paths: TlsPaths, nowMs: number = Date.now()): Tl
   if (serverNotAfterMs <= nowMs) throw new ConfigError('PHANTOM_TLS_CERT', `expired on ${leaf.validTo}`);
   const ca = readCertificateFile('PHANTOM_TLS_CLIENT_CA', paths.clientCa);
   const crl = readCrls(paths.crl, ca.certificates);
-  return { cert, key, clientCa: ca.pem, crl: crl?.pem, serverNotAfterMs, crlNextUpdateMs: crl?.nextUpdateMs };
+  return { cert, key, clientCa: ca.pem, crl: crl?.pem, serverNotAfterMs, crlNextUpdateMs: crl?.nextUpdateMs, caCertificates: ca.certificates, revoked: crl?.revoked ?? new Map() };
 }

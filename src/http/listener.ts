@@ -15,10 +15,15 @@ export function checkingIntervalMs(http: Pick<Config['http'], 'headersTimeoutMs'
   return Math.max(25, Math.min(1000, Math.floor(Math.min(http.headersTimeoutMs, http.requestTimeoutMs) / 4)));
 }
 
+/** A trusted ingress's own CA: it may complete the handshake, its certificates are no partner's. */
+export function handshakeOnlyCa(config: Config): string | undefined {
+  return config.clientCert.source === 'header' ? config.clientCert.trustedProxyCa : undefined;
+}
+
 export function createListener(config: Config, handler: (request: IncomingMessage, response: ServerResponse) => void): Server {
   const server = createServer(
     {
-      ...serverTlsOptions(config.tls),
+      ...serverTlsOptions(config.tls, handshakeOnlyCa(config)),
       handshakeTimeout: config.tls.handshakeTimeoutMs,
       headersTimeout: config.http.headersTimeoutMs,
       requestTimeout: config.http.requestTimeoutMs,

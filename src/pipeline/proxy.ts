@@ -75,6 +75,8 @@ export interface SidecarHeaders {
   clientIp: string;
   /** The Host the partner asked for, when PHANTOM_PUBLIC_HOSTS vouches for it. */
   checkedHost: string | undefined;
+  /** The verified partner certificate's DER, with PHANTOM_FORWARD_CLIENT_CERT. */
+  clientCertificate?: Buffer | undefined;
   forwardCookies: boolean;
 }
 
@@ -91,6 +93,8 @@ export function upstreamRequestHeaders(clientHeaders: IncomingHttpHeaders, own: 
   headers['x-forwarded-for'] = own.clientIp;
   headers['x-forwarded-proto'] = 'https';
   if (own.checkedHost !== undefined) headers['x-forwarded-host'] = own.checkedHost;
+  // RFC 9440 §2: the certificate the sidecar verified, as a byte sequence; never a client's copy.
+  if (own.clientCertificate !== undefined) headers['client-cert'] = `:${own.clientCertificate.toString('base64')}:`;
   return headers;
 }
 
@@ -250,6 +254,7 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
         interactionId: request.id,
         clientIp: request.ip,
         checkedHost: request.phantom.checkedHost,
+        clientCertificate: request.phantom.partnerCertificate?.(),
         forwardCookies: settings.forwardCookies,
       }),
     rewriteHeaders: (headers, request) => {

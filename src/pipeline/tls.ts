@@ -23,11 +23,15 @@ export interface ServerTlsOptions extends SecureContextOptions {
   rejectUnauthorized: true;
 }
 
-export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'clientCa' | 'crl'> & Pick<Config['tls'], 'minVersion'>): ServerTlsOptions {
+/**
+ * @param handshakeOnlyCa CAs whose certificates may complete the handshake without being a
+ * partner's: a trusted ingress's own (PHANTOM_TRUSTED_PROXY_CA)
+ */
+export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'clientCa' | 'crl'> & Pick<Config['tls'], 'minVersion'>, handshakeOnlyCa?: string): ServerTlsOptions {
   return {
     cert: tls.cert,
     key: tls.key,
-    ca: tls.clientCa,
+    ca: handshakeOnlyCa === undefined ? tls.clientCa : `${tls.clientCa}\n${handshakeOnlyCa}`,
     // A revoked partner certificate fails the handshake. A CRL past its nextUpdate fails every
     // handshake of its CA's partners (OpenSSL's rule, as in nginx): closed, never silently open.
     ...(tls.crl === undefined ? {} : { crl: tls.crl }),
@@ -117,7 +121,10 @@ export class TlsReloader implements TlsState {
   #lastProblem: string | undefined;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(server: SecureServer, tls: Config['tls'], logger: Logger, hooks: TlsReloadHooks, now: () => number = Date.now) {
+  readonly #handshakeOnlyCa: string | undefined;
+
+  constructor(server: SecureServer, tls: Config['tls'], logger: Logger, hooks: TlsReloadHooks, now: () => number = Date.now, handshakeOnlyCa?: string) {
+    this.#handshakeOnlyCa = handshakeOnlyCa;
     this.#server = server;
     this.#tls = tls;
     this.#material = tls;
@@ -171,7 +178,7 @@ export class TlsReloader implements TlsState {
       return;
     }
     this.#lastProblem = undefined;
-    this.#server.setSecureContext(serverTlsOptions({ ...material, minVersion: this.#tls.minVersion }));
+    this.#server.setSecureContext(serverTlsOptions({ ...material, minVersion: this.#tls.minVersion }, this.#handshakeOnlyCa));
     const trustChanged = material.clientCa !== this.#material.clientCa || material.crl !== this.#material.crl;
     this.#material = material;
     this.#digest = digest;
