@@ -112,6 +112,13 @@ function runScript(script: string, env: Record<string, string>): Promise<number>
   });
 }
 
+function runNode(script: string, env: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(root, script)], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.once('exit', (code) => resolve(code ?? 1));
+  });
+}
+
 interface AccessLine {
   msg?: string;
   method?: string;
@@ -187,6 +194,10 @@ async function main(): Promise<void> {
     PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: clientKeyFile,
     PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
     PHANTOM_INTROSPECTION_CA: join(certs, 'ca.pem'),
+    // Both FAPI 2.0 sender constraints; a DPoP proof's htu names this Host.
+    PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop',
+    PHANTOM_PUBLIC_HOSTS: `localhost:${ports.PHANTOM_LISTEN_PORT}`,
+    PHANTOM_RESOURCE: `https://localhost:${ports.PHANTOM_LISTEN_PORT}`,
     PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
     PHANTOM_REQUIRED_SCOPES: 'accounts',
     PHANTOM_CACHE_MAX_TTL_S: String(CACHE_TTL_S),
@@ -204,10 +215,11 @@ async function main(): Promise<void> {
   const scriptEnv = { CERTS_DIR: certs, AS_URL: asUrl, SIDECAR_URL: sidecarUrl, SIDECAR_CACHE_TTL_S: String(CACHE_TTL_S) };
   const partner = await runScript('partner-client.sh', scriptEnv);
   const attacks = await runScript('attacks.sh', scriptEnv);
+  const dpop = await runNode('deploy/scripts/dpop-partner.ts', scriptEnv);
   // The sidecar writes its log in batches, at least once a second.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   showSidecarLog();
-  const failed = partner !== 0 || attacks !== 0;
+  const failed = partner !== 0 || attacks !== 0 || dpop !== 0;
   say(`\n${bold(failed ? 'demo: some answers were not the expected ones' : 'demo: the partner flow worked and every attack was refused')}`);
 
   if (once) await stopAll(failed ? 1 : 0);

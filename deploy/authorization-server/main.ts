@@ -17,6 +17,8 @@ export const DEFAULT_PARTNERS: PartnerClient[] = [
   // Partner A is matched on its subject DN, partner B on a SAN: both RFC 8705 §2.1.2 ways.
   { clientId: 'partner-a', subjectDn: 'CN=partner-a,O=Partner A Ltd', scope: 'accounts transactions' },
   { clientId: 'partner-b', sanDns: 'partner-b.example.com', scope: 'accounts transactions' },
+  // Partner A's certificate authenticates it; the tokens of this client are bound to a DPoP key.
+  { clientId: 'partner-a-dpop', subjectDn: 'CN=partner-a,O=Partner A Ltd', scope: 'accounts transactions', dpop: true },
 ];
 
 function env(name: string, fallback?: string): string {

@@ -38,8 +38,11 @@ test('the demo runs the partner flow and refuses every attack, exiting 0', { tim
   assert.equal(code, 0, output);
   assert.match(output, /partner-client: every answer was the expected one/);
   assert.match(output, /attacks: every answer was the expected one/);
+  assert.match(output, /dpop-partner: every answer was the expected one/);
+  assert.match(output, /the proof checked out and the API got the token's DPoP binding/);
+  assert.match(output, /reason=dpop_proof_replayed/);
   assert.match(output, /the token is bound to this certificate/);
-  assert.equal(output.match(/✔ refused/g)?.length, 8, output);
+  assert.equal(output.match(/✔ refused/g)?.length, 10, output);
   assert.doesNotMatch(output, /✘/);
   assert.match(output, /reason=binding_mismatch/);
   assert.match(output, /reason=token_in_query/);
