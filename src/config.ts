@@ -33,6 +33,13 @@ export type IntrospectionAuth =
   | { method: 'private_key_jwt'; key: KeyObject; alg: JwtAlg; keyId: string | undefined }
   | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; certPath: string; keyPath: string };
 
+export interface FleetConfig {
+  redis: { url: URL; ca: string | undefined; password: string | undefined; timeoutMs: number } | undefined;
+  /** While Redis is unreachable, revocation events may be missed: in-process answers live no longer. */
+  degradedTtlSeconds: number;
+  ssf: { issuer: string | undefined; jwksUrl: URL | undefined; audience: string; ca: string | undefined; authToken: string | undefined } | undefined;
+}
+
 export type ClientCertSource =
   | { source: 'tls' }
   | {
@@ -120,6 +127,8 @@ export interface Config {
   clientCert: ClientCertSource;
   /** PHANTOM_FORWARD_CLIENT_CERT: send the verified certificate to the API (RFC 9440 Client-Cert). */
   forwardClientCert: boolean;
+  /** The fleet: a Redis shared by every replica, and Shared Signals revocation events. */
+  fleet: FleetConfig;
   /** PHANTOM_RESOURCE: this API's resource identifier (RFC 9728), an https URL. */
   resource: string | undefined;
   requireTokenType: boolean;
@@ -271,6 +280,43 @@ function readClientCertSource(env: EnvReader): ClientCertSource {
     format: env.oneOf('PHANTOM_CLIENT_CERT_HEADER_FORMAT', 'rfc9440', ['rfc9440', 'xfcc'] as const),
     trustedProxyThumbprints: new Set(thumbprints),
     trustedProxyCa: caPath === undefined ? undefined : readCertificateFile('PHANTOM_TRUSTED_PROXY_CA', caPath).pem,
+  };
+}
+
+function readFleet(env: EnvReader, introspectionCa: string | undefined): FleetConfig {
+  const redisUrl = env.optional('PHANTOM_REDIS_URL') === undefined ? undefined : env.url('PHANTOM_REDIS_URL', ['redis:', 'rediss:']);
+  if (redisUrl !== undefined && (redisUrl.username !== '' || redisUrl.password !== '')) {
+    throw new ConfigError('PHANTOM_REDIS_URL', 'must not carry credentials: use PHANTOM_REDIS_PASSWORD or _FILE');
+  }
+  const caPath = env.optional('PHANTOM_REDIS_CA');
+  if (caPath !== undefined && redisUrl?.protocol !== 'rediss:') throw new ConfigError('PHANTOM_REDIS_CA', 'goes with a rediss:// PHANTOM_REDIS_URL');
+  const password = env.secret('PHANTOM_REDIS_PASSWORD', { required: false });
+  if (redisUrl === undefined && password !== undefined) throw new ConfigError('PHANTOM_REDIS_PASSWORD', 'goes with PHANTOM_REDIS_URL');
+  const audience = env.optional('PHANTOM_SSF_AUDIENCE');
+  const issuer = env.optional('PHANTOM_SSF_ISSUER');
+  const jwksUrl = env.optional('PHANTOM_SSF_JWKS_URL') === undefined ? undefined : env.url('PHANTOM_SSF_JWKS_URL', ['https:']);
+  let ssf: FleetConfig['ssf'];
+  if (issuer !== undefined || jwksUrl !== undefined || audience !== undefined) {
+    if (issuer === undefined) throw new ConfigError('PHANTOM_SSF_ISSUER', 'is required to receive Shared Signals events (their iss)');
+    if (audience === undefined) throw new ConfigError('PHANTOM_SSF_AUDIENCE', 'is required to receive Shared Signals events (their aud)');
+    const ssfCa = env.optional('PHANTOM_SSF_CA');
+    ssf = {
+      issuer,
+      jwksUrl,
+      audience,
+      ca: ssfCa === undefined ? introspectionCa : readCertificateFile('PHANTOM_SSF_CA', ssfCa).pem,
+      authToken: env.secret('PHANTOM_SSF_AUTH_TOKEN', { required: false }),
+    };
+  }
+  return {
+    redis: redisUrl === undefined ? undefined : {
+      url: redisUrl,
+      ca: caPath === undefined ? undefined : readCertificateFile('PHANTOM_REDIS_CA', caPath).pem,
+      password,
+      timeoutMs: env.integer('PHANTOM_REDIS_TIMEOUT_MS', 50, 1, 10_000),
+    },
+    degradedTtlSeconds: env.integer('PHANTOM_CACHE_DEGRADED_TTL_S', 5, 0, 3600),
+    ssf,
   };
 }
 
@@ -462,6 +508,7 @@ export function loadConfig(environment: Env = process.env): Config {
     clientCert: readClientCertSource(env),
     forwardClientCert: env.boolean('PHANTOM_FORWARD_CLIENT_CERT', false),
     resource: readResource(env),
+    fleet: { redis: undefined, degradedTtlSeconds: 5, ssf: undefined },
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
     policyFile: env.optional('PHANTOM_POLICY_FILE'),
@@ -490,7 +537,8 @@ export function loadConfig(environment: Env = process.env): Config {
   if (config.admin.port !== 0 && config.admin.port === config.listen.port && config.admin.host === config.listen.host) {
     throw new ConfigError('PHANTOM_ADMIN_PORT', `must differ from PHANTOM_LISTEN_PORT (${config.listen.port})`);
   }
-  return Object.freeze({ ...config, weakened: weakenedSettings(config) });
+  const fleet = readFleet(env, config.introspection.ca);
+  return Object.freeze({ ...config, fleet, weakened: weakenedSettings(config) });
 }
 
 /** Each setting that loosens a default check, named as the operator set it. */

@@ -4,8 +4,8 @@ import type { AuthScheme } from './errors.ts';
 import type { RefusalReason } from './reasons.ts';
 import type { RouteRule } from './pipeline/route-policy.ts';
 
-/** How the introspection answer was found: cached, asked for, or joined a call under way. */
-export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'none';
+/** How the introspection answer was found: cached, asked for, joined a call under way, or from another pod. */
+export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'fleet' | 'none';
 
 export interface RequestState {
   /** The request method, as the DPoP proof's htm must name it. */

@@ -56,9 +56,10 @@ export function cacheLifetimeMs(introspection: Introspection, settings: Config['
   return Math.max(0, Math.min(untilExpiry, maxMs));
 }
 
-function lruOf(maxEntries: number, now: () => number): LRUCache<string, CacheEntry> {
+function lruOf(maxEntries: number, now: () => number, dispose: (entry: CacheEntry, key: string) => void): LRUCache<string, CacheEntry> {
   return new LRUCache<string, CacheEntry>({
     max: maxEntries,
+    dispose,
     ttlAutopurge: false,
     allowStale: false,
     updateAgeOnGet: false,
@@ -67,6 +68,46 @@ function lruOf(maxEntries: number, now: () => number): LRUCache<string, CacheEnt
     perf: { now },
     ttlResolution: 0,
   });
+}
+
+/** The fleet's shared level behind the in-process one (Redis): answers, locks, connection state. */
+export interface SharedAnswers {
+  readonly connected: boolean;
+  get(key: string): Promise<{ introspection: Introspection; expiresAt: number } | undefined>;
+  set(key: string, introspection: Introspection, ttlMs: number, subjects: readonly string[]): Promise<void>;
+  lock(key: string, ttlMs: number): Promise<boolean>;
+  unlock(key: string): Promise<void>;
+  waitFor(key: string, waitMs: number): Promise<{ introspection: Introspection; expiresAt: number } | undefined>;
+}
+
+export interface FleetLevel {
+  shared: SharedAnswers;
+  /** How long a pod waits for another pod's introspection (the introspection timeout). */
+  lockTtlMs: number;
+  /** The longest an in-process answer lives while the shared level is unreachable. */
+  degradedTtlMs: number;
+}
+
+/**
+ * What a revocation event may name an answer by: its token (by hash), its subject or client
+ * (SSF "opaque"), or issuer and subject together (SSF "iss_sub").
+ */
+export function subjectsOf(introspection: Introspection, key: string): string[] {
+  const subjects = [`token:${key}`];
+  if (!introspection.active) return subjects;
+  const { iss, sub, client_id: clientId } = introspection.claims;
+  if (sub !== undefined) subjects.push(`opaque:${sub}`);
+  if (clientId !== undefined) subjects.push(`opaque:${clientId}`);
+  // Client-credentials tokens have no sub: their client stands for it.
+  const who = sub ?? clientId;
+  if (iss !== undefined && who !== undefined) subjects.push(`iss_sub:${iss}|${who}`);
+  return subjects;
+}
+
+interface Resolved {
+  entry: CacheEntry;
+  outcome: 'miss' | 'fleet';
+  charge?: () => void;
 }
 
 export class IntrospectionCache {
@@ -80,22 +121,27 @@ export class IntrospectionCache {
   // lru-cache's fetch() also coalesces, but it cannot share a call without storing its
   // result (ttl 0 means "forever" there), which PHANTOM_CACHE_MAX_TTL_S=0 needs.
   readonly #inFlight = new Map<string, Promise<CacheEntry>>();
+  readonly #fleet: FleetLevel | undefined;
+  // Subject -> cache keys, so that a revocation finds its entries without a scan.
+  readonly #bySubject = new Map<string, Set<string>>();
 
-  constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now) {
+  constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now, fleet?: FleetLevel) {
     this.#introspector = introspector;
     this.#settings = settings;
     this.#now = now;
+    this.#fleet = fleet;
     const clock = (): number => this.#now();
     const caching = settings.maxTtlSeconds > 0;
-    this.#active = caching ? lruOf(settings.maxEntries, clock) : undefined;
-    this.#inactive = caching && settings.negativeTtlSeconds > 0 ? lruOf(settings.negativeMaxEntries, clock) : undefined;
+    const forget = (entry: CacheEntry, key: string): void => this.#unindex(entry, key);
+    this.#active = caching ? lruOf(settings.maxEntries, clock, forget) : undefined;
+    this.#inactive = caching && settings.negativeTtlSeconds > 0 ? lruOf(settings.negativeMaxEntries, clock, forget) : undefined;
   }
 
   /**
-   * The answer for this token: from the cache, from a call already under way, or a new call.
-   * `connection` (the client's socket) lets a repeated token skip its hash. `beforeCall` runs
-   * only when a new call to the authorization server is about to be made; it may refuse it
-   * by throwing, and what it returns comes back as `charge`.
+   * The answer for this token: from the cache, from a call already under way, from another
+   * pod (the fleet level), or a new call. `connection` (the client's socket) lets a repeated
+   * token skip its hash. `beforeCall` runs only when a new call to the authorization server is
+   * about to be made; it may refuse it by throwing, and what it returns comes back as `charge`.
    */
   async lookup(token: string, connection?: object, beforeCall?: () => () => void): Promise<Lookup> {
     const key = keyFor(token, connection);
@@ -103,27 +149,92 @@ export class IntrospectionCache {
     if (cached !== undefined) return { entry: cached, outcome: 'hit' };
     const pending = this.#inFlight.get(key);
     if (pending !== undefined) return { entry: await pending, outcome: 'shared' };
-    const charge = beforeCall?.();
-    const call = this.#introspectAndStore(key, token);
-    this.#inFlight.set(key, call);
+    const call = this.#resolve(key, token, beforeCall);
+    const joined = call.then((resolved) => resolved.entry);
+    // Joiners see a failure through their own await; with none, it must not go unhandled.
+    joined.catch(() => undefined);
+    this.#inFlight.set(key, joined);
     try {
-      const entry = await call;
+      return await call;
+    } finally {
+      this.#inFlight.delete(key);
+    }
+  }
+
+  async #resolve(key: string, token: string, beforeCall: (() => () => void) | undefined): Promise<Resolved> {
+    const fleet = this.#fleet;
+    let locked = false;
+    if (fleet !== undefined && fleet.shared.connected) {
+      // One introspection per token per cluster: whoever takes the lock asks, the others wait.
+      let known = await fleet.shared.get(key);
+      if (known === undefined) {
+        locked = await fleet.shared.lock(key, fleet.lockTtlMs);
+        if (!locked) known = await fleet.shared.waitFor(key, fleet.lockTtlMs);
+      }
+      if (known !== undefined) {
+        const entry: CacheEntry = { introspection: known.introspection };
+        this.#store(key, entry, known.expiresAt - this.#now());
+        return { entry, outcome: 'fleet' };
+      }
+    }
+    const charge = beforeCall?.();
+    try {
+      // A failure rejects here and is never stored.
+      const entry: CacheEntry = { introspection: await this.#introspector.introspect(token) };
+      const ttl = cacheLifetimeMs(entry.introspection, this.#settings, this.#now());
+      this.#store(key, entry, ttl);
+      if (fleet !== undefined && ttl > 0) await fleet.shared.set(key, entry.introspection, ttl, subjectsOf(entry.introspection, key));
       return charge === undefined ? { entry, outcome: 'miss' } : { entry, outcome: 'miss', charge };
     } catch (error) {
       // The authorization server failing is nobody's failed token.
       charge?.();
       throw error;
     } finally {
-      this.#inFlight.delete(key);
+      if (locked) await fleet?.shared.unlock(key);
     }
   }
 
-  async #introspectAndStore(key: string, token: string): Promise<CacheEntry> {
-    // A failure rejects here and is never stored.
-    const entry: CacheEntry = { introspection: await this.#introspector.introspect(token) };
-    const ttl = cacheLifetimeMs(entry.introspection, this.#settings, this.#now());
-    if (ttl > 0) (entry.introspection.active ? this.#active : this.#inactive)?.set(key, entry, { ttl });
-    return entry;
+  #store(key: string, entry: CacheEntry, ttlMs: number): void {
+    let ttl = ttlMs;
+    // Cut off from the fleet, revocation events may be missed: answers live only briefly.
+    if (this.#fleet !== undefined && !this.#fleet.shared.connected) ttl = Math.min(ttl, this.#fleet.degradedTtlMs);
+    if (ttl <= 0) return;
+    (entry.introspection.active ? this.#active : this.#inactive)?.set(key, entry, { ttl });
+    for (const subject of subjectsOf(entry.introspection, key)) {
+      let keys = this.#bySubject.get(subject);
+      if (keys === undefined) {
+        keys = new Set();
+        this.#bySubject.set(subject, keys);
+      }
+      keys.add(key);
+    }
+  }
+
+  #unindex(entry: CacheEntry, key: string): void {
+    for (const subject of subjectsOf(entry.introspection, key)) {
+      const keys = this.#bySubject.get(subject);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#bySubject.delete(subject);
+    }
+  }
+
+  /** Drops every answer a revocation names; returns how many. */
+  invalidate(subjects: readonly string[]): number {
+    let dropped = 0;
+    for (const subject of subjects) {
+      for (const key of [...(this.#bySubject.get(subject) ?? [])]) {
+        if (this.#active?.delete(key) === true) dropped += 1;
+        if (this.#inactive?.delete(key) === true) dropped += 1;
+      }
+    }
+    return dropped;
+  }
+
+  /** After the fleet was unreachable: events may have been missed, so nothing held is trusted. */
+  flush(): void {
+    this.#active?.clear();
+    this.#inactive?.clear();
+    this.#bySubject.clear();
   }
 
   /** Active answers held. */
