@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { JWK } from 'jose';
 import type { SidecarMetrics } from './metrics.ts';
+import type { SsfReceiver } from './fleet/ssf-receiver.ts';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -16,9 +17,10 @@ export interface AdminParts {
   jwks: { keys: JWK[] };
   metrics: SidecarMetrics;
   resourceMetadata?: { path: string; document: Record<string, unknown> } | undefined;
+  ssf?: SsfReceiver | undefined;
 }
 
-export function buildAdmin({ logger, readiness, jwks, metrics, resourceMetadata }: AdminParts): FastifyInstance {
+export function buildAdmin({ logger, readiness, jwks, metrics, resourceMetadata, ssf }: AdminParts): FastifyInstance {
   const admin = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_request, reply) => {
@@ -31,6 +33,15 @@ export function buildAdmin({ logger, readiness, jwks, metrics, resourceMetadata 
   });
   if (resourceMetadata !== undefined) {
     admin.get(resourceMetadata.path, async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(resourceMetadata.document));
+  }
+  if (ssf !== undefined) {
+    // RFC 8935 push delivery: the body is the SET itself, read as text (and no larger than a SET).
+    admin.addContentTypeParser('application/secevent+jwt', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
+    admin.post('/ssf/events', async (request, reply) => {
+      const answer = await ssf.receive(request.headers['content-type'], request.headers.authorization, typeof request.body === 'string' ? request.body : '');
+      metrics.ssfEvent(answer.status);
+      return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body ?? '');
+    });
   }
   admin.get('/metrics', async (_request, reply) => {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());

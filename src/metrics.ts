@@ -14,6 +14,8 @@ export interface MetricSources {
   serverNotAfterMs(): number;
   /** The earliest nextUpdate of the partner CRLs, ms since the epoch; undefined without CRLs. */
   crlNextUpdateMs(): number | undefined;
+  /** 1 connected, 0 not; undefined without Redis. */
+  fleetConnected?(): number | undefined;
   now(): number;
 }
 
@@ -61,6 +63,8 @@ export class SidecarMetrics {
     gauge(this.registry, 'phantom_introspection_cache_inactive_entries', 'Inactive introspection answers held in their own cache', sources.inactiveEntries);
     gauge(this.registry, 'phantom_introspections_in_flight', 'Calls to the authorization server under way', sources.introspectionsInFlight);
     gauge(this.registry, 'phantom_upstream_slots_in_use', 'Upstream connections held by requests', sources.upstreamSlotsInUse);
+    this.registry.registerMetric(this.#ssf);
+    gauge(this.registry, 'phantom_redis_connected', 'Whether the fleet\'s Redis answers (1) or not (0); absent without Redis', () => sources.fleetConnected?.());
     gauge(this.registry, 'phantom_tls_server_certificate_expiry_seconds', 'Seconds until the server certificate\'s notAfter', () => seconds(sources.serverNotAfterMs()));
     gauge(
       this.registry,
@@ -68,6 +72,12 @@ export class SidecarMetrics {
       'Seconds until the earliest nextUpdate of the partner CRLs; negative: a CRL is stale and its partners fail the handshake',
       () => seconds(sources.crlNextUpdateMs()),
     );
+  }
+
+  readonly #ssf = new Counter({ name: 'phantom_ssf_events_total', help: 'Shared Signals SETs received, by answer: 202 applied, 400 refused, 503 not taken', labelNames: ['status'], registers: [] });
+
+  ssfEvent(status: number): void {
+    this.#ssf.inc({ status });
   }
 
   record(line: AccessLine): void {

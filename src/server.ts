@@ -36,7 +36,9 @@ import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './pipelin
 import { TlsReloader } from './pipeline/tls.ts';
 import { partnerCertificates } from './pipeline/partner-certificate.ts';
 import { extractCredential, rejectTokenInForm, rejectTokenInQuery } from './pipeline/token.ts';
-import { MemoryReplayStore, dpopVerifier } from './pipeline/dpop.ts';
+import { dpopVerifier } from './pipeline/dpop.ts';
+import { buildFleet } from './fleet/fleet.ts';
+import type { SsfReceiver } from './fleet/ssf-receiver.ts';
 import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from './resource-metadata.ts';
 import { createUpstreamTokenSource, type UpstreamTokenSource } from './pipeline/upstream-token.ts';
 
@@ -52,6 +54,8 @@ export interface SidecarParts {
 
 export interface Sidecar {
   app: FastifyInstance;
+  /** The Shared Signals receiver, for the admin listener; undefined without PHANTOM_SSF_ISSUER. */
+  ssf: SsfReceiver | undefined;
   /** RFC 9728 metadata, for the admin listener to serve too. */
   resourceMetadata: { path: string; document: Record<string, unknown> } | undefined;
   /** Ready to authorise: the AS's metadata is known (always, without PHANTOM_AS_ISSUER). */
@@ -77,9 +81,11 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     config.limits.maxConcurrentIntrospections,
   );
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
-  const cache = new IntrospectionCache(introspector, config.cache, now);
+  const fleet = buildFleet(config, logger);
+  const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level);
+  fleet.attach(cache);
   const limits = new PartnerLimits(config.limits, now);
-  const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, new MemoryReplayStore(), now) : undefined;
+  const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, fleet.replay, now) : undefined;
   const authorise = createRequestAuthoriser({
     dpop,
     cache,
@@ -113,6 +119,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     inactiveEntries: () => cache.inactiveSize,
     introspectionsInFlight: () => introspector.inFlight,
     upstreamSlotsInUse: () => slots.used,
+    fleetConnected: fleet.connected,
     serverNotAfterMs: () => (tls?.material ?? config.tls).serverNotAfterMs,
     crlNextUpdateMs: () => (tls?.material ?? config.tls).crlNextUpdateMs,
     now,
@@ -249,10 +256,12 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     policy.stop();
     await introspector.close();
     await as.close();
+    await fleet.close();
   });
   return {
     app,
     resourceMetadata: resourceDocument,
+    ssf: fleet.ssf,
     ready: as.ready,
     configurationError: as.configurationError,
     cache,

@@ -5,7 +5,8 @@
 // on subject DN or SAN), certificate-bound client_credentials tokens that are opaque,
 // RFC 7662 introspection for the sidecar's client only, RFC 7009 revocation and a JWKS.
 // Keys are generated per process and every token lives in memory.
-import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { SignJWT, calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -81,6 +82,13 @@ export interface RunningAuthorizationServer {
   readonly requests: Map<string, number>;
   /** The oidc-provider instance, for tests that need a token no grant of this AS issues. */
   readonly provider: Provider;
+  /**
+   * Shared Signals push receivers (RFC 8935): every revoked or destroyed access token is sent to
+   * each as a signed SET. Empty: no events (add receivers any time).
+   */
+  readonly ssfReceivers: string[];
+  /** Push outcomes, for the demo and the tests: the HTTP status of each delivery. */
+  readonly ssfDeliveries: number[];
   stop(): Promise<void>;
 }
 
@@ -181,6 +189,30 @@ function providerConfiguration(options: AuthorizationServerOptions): Configurati
   } as Configuration;
 }
 
+const SSF_JWKS_PATH = '/ssf/jwks';
+const TOKEN_REVOKED = 'urn:phantom-sidecar:secevent:token-revoked';
+
+/** The AS as a Shared Signals transmitter: its own signing key, and SETs for revoked tokens. */
+async function shippingSignals(): Promise<{ jwks: { keys: JWK[] }; sign(issuer: string, audience: string, token: string): Promise<string> }> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  return {
+    jwks: { keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] },
+    sign: (issuer, audience, token) =>
+      new SignJWT({
+        jti: randomBytes(16).toString('base64url'),
+        // The token is named by its SHA-256 only: a SET never carries a usable token.
+        events: { [TOKEN_REVOKED]: { subject: { format: 'opaque', id: createHash('sha256').update(token).digest('base64url') } } },
+      })
+        .setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid })
+        .setIssuer(issuer)
+        .setAudience(audience)
+        .setIssuedAt()
+        .sign(privateKey),
+  };
+}
+
 function listen(server: Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -200,6 +232,11 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     (req, res) => {
       const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
       requests.set(path, (requests.get(path) ?? 0) + 1);
+      if (path === '/.well-known/ssf-configuration' || path === SSF_JWKS_PATH) {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(path === SSF_JWKS_PATH ? ssf.jwks : { issuer, jwks_uri: `${issuer}${SSF_JWKS_PATH}`, delivery_methods_supported: ['urn:ietf:rfc:8935'] }));
+        return;
+      }
       if (handler === undefined) {
         res.statusCode = 503;
         res.end();
@@ -208,6 +245,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       handler(req, res);
     },
   );
+  const ssf = await shippingSignals();
   const port = await listen(server, options.host, options.port);
   const stop = (): Promise<void> =>
     new Promise<void>((resolve) => {
@@ -223,11 +261,25 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       await provider.Client.find(client);
     }
     handler = provider.callback();
+    // A revoked token (RFC 7009) or one otherwise destroyed: a Shared Signals event to every receiver.
+    provider.on('access_token.destroyed', (token) => void transmit(token.jti));
+    provider.on('client_credentials.destroyed', (token) => void transmit(token.jti));
   } catch (error) {
     await stop();
     throw error;
   }
+  const ssfReceivers: string[] = [];
+  const ssfDeliveries: number[] = [];
+  async function transmit(tokenValue: string): Promise<void> {
+    const set = await ssf.sign(issuer, options.audience, tokenValue);
+    for (const receiver of ssfReceivers) {
+      const status = await fetch(receiver, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: set }).then((response) => response.status, () => 0);
+      ssfDeliveries.push(status);
+    }
+  }
   return {
+    ssfReceivers,
+    ssfDeliveries,
     issuer,
     tokenUrl: `${issuer}/token`,
     introspectionUrl: `${issuer}/token/introspection`,

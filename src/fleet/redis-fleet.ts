@@ -166,6 +166,15 @@ export class RedisFleet {
     return (await this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
 
+  /** The Shared Signals jti ledger on the fleet, so a SET replayed at another pod is refused too. */
+  async hasSeen(key: string): Promise<boolean> {
+    return (await this.#client.exists(`${PREFIX}seen:${key}`)) === 1;
+  }
+
+  async markSeen(key: string, ttlMs: number): Promise<void> {
+    await this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs);
+  }
+
   async close(): Promise<void> {
     this.#client.disconnect();
     this.#subscriber.disconnect();

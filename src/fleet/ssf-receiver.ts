@@ -1,0 +1,166 @@
+// OpenID Shared Signals: a receiver of Security Event Tokens (RFC 8417) delivered by push
+// (RFC 8935) on the admin listener. A SET is accepted only when signed by the transmitter's
+// key (its JWKS from /.well-known/ssf-configuration or PHANTOM_SSF_JWKS_URL), typ
+// secevent+jwt, iss the transmitter, aud ours, and its jti not seen before; its revocation
+// events then drop every cached answer of their subject on every pod. 202 once applied; 400
+// with {err, description} for a SET that does not check out; 503 when the fleet cannot take
+// it (the transmitter retries; an event is never acknowledged and then lost).
+import { timingSafeEqual } from 'node:crypto';
+import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { Agent, fetch, request } from 'undici';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { FleetConfig } from '../config.ts';
+
+export const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
+export const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
+/** One token revoked: its subject is `{"format": "opaque", "id": base64url(SHA-256(token))}`, never the token. */
+export const TOKEN_REVOKED = 'urn:phantom-sidecar:secevent:token-revoked';
+
+const REVOKING = new Set([
+  `${CAEP}session-revoked`,
+  `${CAEP}credential-change`,
+  `${RISC}account-disabled`,
+  `${RISC}account-purged`,
+  `${RISC}credential-compromise`,
+  TOKEN_REVOKED,
+]);
+const ALGORITHMS = ['PS256', 'ES256', 'EdDSA'];
+// A transmitter retries for a while; a jti is remembered a day.
+const JTI_TTL_MS = 24 * 60 * 60 * 1000;
+const SET_MAX_AGE_S = 24 * 60 * 60;
+
+export interface SsfAnswer {
+  status: 202 | 400 | 503;
+  body?: { err: string; description: string };
+}
+
+/** Where applied revocations go: the fleet (broadcast) or, without Redis, this pod alone. */
+export interface RevocationSink {
+  revoke(subjects: string[]): Promise<void>;
+}
+
+export interface JtiLedger {
+  has(jti: string): Promise<boolean>;
+  add(jti: string, ttlMs: number): Promise<void>;
+}
+
+export class MemoryJtiLedger implements JtiLedger {
+  readonly #seen = new LRUCache<string, true>({ max: 100_000 });
+  async has(jti: string): Promise<boolean> {
+    return this.#seen.has(jti);
+  }
+  async add(jti: string, ttlMs: number): Promise<void> {
+    this.#seen.set(jti, true, { ttl: ttlMs });
+  }
+}
+
+const refused = (err: string, description: string): SsfAnswer => ({ status: 400, body: { err, description } });
+
+/** RFC 9493 subject identifiers, as the cache indexes its answers (see subjectsOf). */
+export function subjectKeys(subject: unknown, eventType: string): string[] {
+  if (typeof subject !== 'object' || subject === null) return [];
+  const id = subject as Record<string, unknown>;
+  if (id.format === 'opaque' && typeof id.id === 'string') return [eventType === TOKEN_REVOKED ? `token:${id.id}` : `opaque:${id.id}`];
+  if (id.format === 'iss_sub' && typeof id.iss === 'string' && typeof id.sub === 'string') return [`iss_sub:${id.iss}|${id.sub}`];
+  // SSF complex subjects: the user (or the tenant's user) is what cached tokens belong to.
+  if (id.format === 'complex' || id.format === undefined) return [...subjectKeys(id.user, eventType), ...subjectKeys(id.session, eventType)];
+  return [];
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+export class SsfReceiver {
+  readonly #settings: NonNullable<FleetConfig['ssf']>;
+  readonly #sink: RevocationSink;
+  readonly #ledger: JtiLedger;
+  readonly #logger: Logger;
+  readonly #dispatcher: Agent;
+  #keys: JWTVerifyGetKey | undefined;
+
+  constructor(settings: NonNullable<FleetConfig['ssf']>, sink: RevocationSink, ledger: JtiLedger, logger: Logger) {
+    this.#settings = settings;
+    this.#sink = sink;
+    this.#ledger = ledger;
+    this.#logger = logger;
+    this.#dispatcher = new Agent({ connect: { ca: settings.ca, rejectUnauthorized: true } });
+  }
+
+  async #keySet(): Promise<JWTVerifyGetKey> {
+    if (this.#keys !== undefined) return this.#keys;
+    let url = this.#settings.jwksUrl;
+    if (url === undefined) {
+      // SSF 1.0 §7: the transmitter's configuration names its keys.
+      const response = await request(`${this.#settings.issuer?.replace(/\/$/, '')}/.well-known/ssf-configuration`, { dispatcher: this.#dispatcher });
+      const metadata = (await response.body.json()) as { issuer?: unknown; jwks_uri?: unknown };
+      if (metadata.issuer !== this.#settings.issuer || typeof metadata.jwks_uri !== 'string') throw new Error('ssf configuration does not match');
+      url = new URL(metadata.jwks_uri);
+    }
+    this.#keys = createRemoteJWKSet(url, {
+      [customFetch]: (input, init) => fetch(input, { ...(init as object), dispatcher: this.#dispatcher } as Parameters<typeof fetch>[1]) as unknown as Promise<Response>,
+    });
+    return this.#keys;
+  }
+
+  async receive(contentType: string | undefined, authorization: string | undefined, body: string): Promise<SsfAnswer> {
+    const expected = this.#settings.authToken;
+    if (expected !== undefined && (authorization === undefined || !sameSecret(authorization, `Bearer ${expected}`))) {
+      return refused('authentication_failed', 'The request is not authenticated');
+    }
+    if ((contentType ?? '').split(';')[0]?.trim().toLowerCase() !== 'application/secevent+jwt') {
+      return refused('invalid_request', 'Content-Type must be application/secevent+jwt');
+    }
+    let keys: JWTVerifyGetKey;
+    try {
+      keys = await this.#keySet();
+    } catch {
+      return { status: 503 };
+    }
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(body.trim(), keys, {
+        typ: 'secevent+jwt',
+        algorithms: ALGORITHMS,
+        issuer: this.#settings.issuer,
+        audience: this.#settings.audience,
+        maxTokenAge: SET_MAX_AGE_S,
+        requiredClaims: ['jti', 'iat'],
+      }));
+    } catch (error) {
+      if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'iss') return refused('invalid_issuer', 'The SET is from another issuer');
+      if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'aud') return refused('invalid_audience', 'The SET is for another audience');
+      if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWSSignatureVerificationFailed) return refused('invalid_key', 'The SET is not signed by the transmitter');
+      if (error instanceof errors.JWKSTimeout) return { status: 503 };
+      return refused('invalid_request', 'The SET is not valid');
+    }
+    const jti = String(payload.jti);
+    const events = payload.events;
+    if (typeof events !== 'object' || events === null || Array.isArray(events)) return refused('invalid_request', 'The SET carries no events');
+    if (await this.#ledger.has(jti).catch(() => false)) return refused('invalid_request', 'The SET was already received (jti)');
+    const subjects = new Set<string>();
+    for (const [type, event] of Object.entries(events as Record<string, unknown>)) {
+      // Unknown event types are acknowledged and ignored, as SSF says.
+      if (!REVOKING.has(type)) continue;
+      const subject = payload.sub_id ?? (event as { subject?: unknown } | null)?.subject;
+      for (const key of subjectKeys(subject, type)) subjects.add(key);
+    }
+    if (subjects.size > 0) {
+      try {
+        await this.#sink.revoke([...subjects]);
+      } catch {
+        return { status: 503 };
+      }
+    }
+    await this.#ledger.add(jti, JTI_TTL_MS).catch(() => undefined);
+    this.#logger.info({ events: Object.keys(events).length, subjects: subjects.size }, 'shared signals event applied');
+    return { status: 202 };
+  }
+
+  async close(): Promise<void> {
+    await this.#dispatcher.close();
+  }
+}
