@@ -16,7 +16,7 @@ import type { IncomingMessage } from 'node:http';
 const x5t = 'BLGoa75IMxH8UOq8I-5r_71cSU6clDLY-ZyLrhrwAiY';
 const token = 'Hj9FS4nvQ2xk1mPq8rT5uV7wX0yZ3aB6cD9eF2gH4jK';
 const claims = { client_id: 'partner-a', scope: 'accounts transactions', exp: Math.floor(Date.now() / 1000) + 3600, iss: 'https://as', aud: 'https://api', cnf: { 'x5t#S256': x5t } };
-const cache = new IntrospectionCache({ introspect: async () => ({ active: true, claims }), close: async () => {} }, { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 100 });
+const cache = new IntrospectionCache({ introspect: async () => ({ active: true, claims }), close: async () => {} }, { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 100, staleIfErrorSeconds: 0 });
 const minter = await JwtMinter.create({ mode: 'mint', issuer: 'https://s', audience: 'https://a', ttlSeconds: 60, alg: 'ES256', signingKey: undefined });
 const connection = {};
 const { entry } = await cache.lookup(token, connection);

@@ -118,7 +118,7 @@ export interface Config {
     ca: string | undefined;
     timeoutMs: number;
   };
-  cache: { maxEntries: number; maxTtlSeconds: number; negativeTtlSeconds: number; negativeMaxEntries: number };
+  cache: { maxEntries: number; maxTtlSeconds: number; negativeTtlSeconds: number; negativeMaxEntries: number; staleIfErrorSeconds: number };
   requireBinding: boolean;
   /** PHANTOM_SENDER_CONSTRAINTS: which proofs of possession a token may be bound to. */
   senderConstraints: SenderConstraints;
@@ -501,6 +501,7 @@ export function loadConfig(environment: Env = process.env): Config {
       maxTtlSeconds: env.integer('PHANTOM_CACHE_MAX_TTL_S', 300, 0, 86_400),
       negativeTtlSeconds: env.integer('PHANTOM_CACHE_NEGATIVE_TTL_S', 5, 0, 3600),
       negativeMaxEntries: env.integer('PHANTOM_CACHE_NEGATIVE_MAX_ENTRIES', 1000, 1, 1_000_000),
+      staleIfErrorSeconds: env.integer('PHANTOM_CACHE_STALE_IF_ERROR_S', 0, 0, 3600),
     },
     requireBinding: env.boolean('PHANTOM_REQUIRE_BINDING', true),
     senderConstraints,
@@ -548,5 +549,6 @@ function weakenedSettings(config: Config): string[] {
   if (!config.requireBinding) weakened.push('PHANTOM_REQUIRE_BINDING=false');
   if (!config.requireTokenType) weakened.push('PHANTOM_REQUIRE_TOKEN_TYPE=false');
   if (config.http.forwardCookies) weakened.push('PHANTOM_FORWARD_COOKIES=true');
+  if (config.cache.staleIfErrorSeconds > 0) weakened.push(`PHANTOM_CACHE_STALE_IF_ERROR_S=${config.cache.staleIfErrorSeconds}`);
   return weakened;
 }

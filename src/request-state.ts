@@ -5,7 +5,7 @@ import type { RefusalReason } from './reasons.ts';
 import type { RouteRule } from './pipeline/route-policy.ts';
 
 /** How the introspection answer was found: cached, asked for, joined a call under way, or from another pod. */
-export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'fleet' | 'none';
+export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'fleet' | 'stale' | 'none';
 
 export interface RequestState {
   /** The request method, as the DPoP proof's htm must name it. */

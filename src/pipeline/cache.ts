@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { Config } from '../config.ts';
 import type { CacheOutcome } from '../request-state.ts';
 import type { Introspection, Introspector } from './introspect.ts';
+import { AuthorizationServerUnavailable } from '../errors.ts';
 
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
 export interface UpstreamJwt {
@@ -106,7 +107,7 @@ export function subjectsOf(introspection: Introspection, key: string): string[] 
 
 interface Resolved {
   entry: CacheEntry;
-  outcome: 'miss' | 'fleet';
+  outcome: 'miss' | 'fleet' | 'stale';
   charge?: () => void;
 }
 
@@ -124,6 +125,9 @@ export class IntrospectionCache {
   readonly #fleet: FleetLevel | undefined;
   // Subject -> cache keys, so that a revocation finds its entries without a scan.
   readonly #bySubject = new Map<string, Set<string>>();
+  // PHANTOM_CACHE_STALE_IF_ERROR_S: active answers kept a while past their cache lifetime
+  // (never past exp), for when the AS cannot be reached. Revocations evict them too.
+  readonly #stale: LRUCache<string, CacheEntry> | undefined;
 
   constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now, fleet?: FleetLevel) {
     this.#introspector = introspector;
@@ -132,9 +136,13 @@ export class IntrospectionCache {
     this.#fleet = fleet;
     const clock = (): number => this.#now();
     const caching = settings.maxTtlSeconds > 0;
-    const forget = (entry: CacheEntry, key: string): void => this.#unindex(entry, key);
+    // A key leaves the subject index only when no level holds it any more.
+    const forget = (entry: CacheEntry, key: string): void => {
+      if (this.#active?.has(key) !== true && this.#inactive?.has(key) !== true && this.#stale?.has(key) !== true) this.#unindex(entry, key);
+    };
     this.#active = caching ? lruOf(settings.maxEntries, clock, forget) : undefined;
     this.#inactive = caching && settings.negativeTtlSeconds > 0 ? lruOf(settings.negativeMaxEntries, clock, forget) : undefined;
+    this.#stale = caching && settings.staleIfErrorSeconds > 0 ? lruOf(settings.maxEntries, clock, forget) : undefined;
   }
 
   /**
@@ -188,6 +196,10 @@ export class IntrospectionCache {
     } catch (error) {
       // The authorization server failing is nobody's failed token.
       charge?.();
+      const stale = error instanceof AuthorizationServerUnavailable ? this.#stale?.get(key) : undefined;
+      if (stale !== undefined && stale.introspection.active && (stale.introspection.claims.exp ?? Number.POSITIVE_INFINITY) * 1000 > this.#now()) {
+        return { entry: stale, outcome: 'stale' };
+      }
       throw error;
     } finally {
       if (locked) await fleet?.shared.unlock(key);
@@ -200,6 +212,12 @@ export class IntrospectionCache {
     if (this.#fleet !== undefined && !this.#fleet.shared.connected) ttl = Math.min(ttl, this.#fleet.degradedTtlMs);
     if (ttl <= 0) return;
     (entry.introspection.active ? this.#active : this.#inactive)?.set(key, entry, { ttl });
+    if (entry.introspection.active && this.#stale !== undefined) {
+      const exp = entry.introspection.claims.exp;
+      const untilExp = exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - this.#now();
+      const staleTtl = Math.min(ttl + this.#settings.staleIfErrorSeconds * 1000, untilExp);
+      if (staleTtl > 0) this.#stale.set(key, entry, { ttl: staleTtl });
+    }
     for (const subject of subjectsOf(entry.introspection, key)) {
       let keys = this.#bySubject.get(subject);
       if (keys === undefined) {
@@ -225,6 +243,7 @@ export class IntrospectionCache {
       for (const key of [...(this.#bySubject.get(subject) ?? [])]) {
         if (this.#active?.delete(key) === true) dropped += 1;
         if (this.#inactive?.delete(key) === true) dropped += 1;
+        this.#stale?.delete(key);
       }
     }
     return dropped;
@@ -234,6 +253,7 @@ export class IntrospectionCache {
   flush(): void {
     this.#active?.clear();
     this.#inactive?.clear();
+    this.#stale?.clear();
     this.#bySubject.clear();
   }
 

@@ -4,7 +4,7 @@ import { AuthorizationServerUnavailable } from '../../src/errors.ts';
 import { IntrospectionCache, cacheLifetimeMs, tokenKey } from '../../src/pipeline/cache.ts';
 import type { Introspection, Introspector } from '../../src/pipeline/introspect.ts';
 
-const settings = { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 100 };
+const settings = { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 100, staleIfErrorSeconds: 0 };
 const NOW = 1_800_000_000_000;
 
 test('lifetime: min(exp - now, max TTL) for active answers, the negative TTL for inactive ones', () => {
@@ -179,4 +179,37 @@ test('beforeCall runs only for a new call; its charge is returned on a miss and 
     throw new Error('refused');
   }), { message: 'refused' });
   assert.equal(introspector.calls.includes('v'), false, 'a refused call is not made');
+});
+
+test('stale-if-error: an active answer past its cache lifetime but not its exp is reused while the AS fails, and evicted by a revocation', async () => {
+  let now = NOW;
+  let failing = false;
+  const introspector: Introspector = {
+    introspect: async () => {
+      if (failing) throw new AuthorizationServerUnavailable('as_timeout');
+      return { active: true, claims: { exp: NOW / 1000 + 600, client_id: 'c' } };
+    },
+    close: async () => {},
+  };
+  const cache = new IntrospectionCache(introspector, { ...settings, maxTtlSeconds: 10, staleIfErrorSeconds: 30 }, () => now);
+  assert.equal((await cache.lookup('t')).outcome, 'miss');
+  now += 11_000;
+  failing = true;
+  assert.equal((await cache.lookup('t')).outcome, 'stale');
+  now += 30_000;
+  await assert.rejects(cache.lookup('t'), AuthorizationServerUnavailable, 'not past the stale window');
+  now = NOW;
+  failing = false;
+  await cache.lookup('u');
+  now += 11_000;
+  failing = true;
+  assert.equal((await cache.lookup('u')).outcome, 'stale', 'its cache lifetime is over (it left the active level)');
+  cache.invalidate([`opaque:c`]);
+  await assert.rejects(cache.lookup('u'), AuthorizationServerUnavailable, 'a revocation evicts stale answers too');
+  const off = new IntrospectionCache(introspector, { ...settings, maxTtlSeconds: 10 }, () => now);
+  failing = false;
+  await off.lookup('v');
+  now += 11_000;
+  failing = true;
+  await assert.rejects(off.lookup('v'), AuthorizationServerUnavailable, 'off by default');
 });

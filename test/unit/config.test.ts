@@ -49,7 +49,7 @@ test('defaults follow the documented contract', () => {
   assert.deepEqual(config.limits, { maxConcurrentPerClient: 64, maxFailedTokensPerMinute: 60, maxConcurrentIntrospections: 64 });
   assert.deepEqual({ ...config.upstream, url: undefined }, { url: undefined, timeoutMs: 30_000, connections: 128, queueTimeoutMs: 1000 });
   assert.equal(config.introspection.timeoutMs, 2000);
-  assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 1000 });
+  assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 1000, staleIfErrorSeconds: 0 });
   assert.equal(config.requireBinding, true);
   assert.equal(config.requireTokenType, true);
   assert.deepEqual(config.weakened, []);
