@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { Agent } from 'node:https';
 import { SignJWT } from 'jose';
-import { API_AUDIENCE, partnerToken, postForm } from '../support/as.ts';
+import { API_AUDIENCE, dpopBoundToken, dpopProof, partnerToken, postForm } from '../support/as.ts';
 import { call } from '../support/client.ts';
 import { REDIS_MISSING, redisAvailable, startRedis, type RunningRedis } from '../support/redis.ts';
 import { accessLineFor, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
@@ -122,13 +122,40 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     }
   });
 
+  test('a DPoP proof accepted at one pod is refused as a replay at another (the jti store is the fleet\'s)', async () => {
+    const env = { ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl), PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_TIMEOUT_MS: '200', PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop', PHANTOM_PUBLIC_HOSTS: 'api.example.com' };
+    const [one, two] = await Promise.all([startSidecar(env), startSidecar(env)]);
+    try {
+      for (let waited = 0; waited < 5000; waited += 50) {
+        const up = await Promise.all([one, two].map(async (pod) => (await fetch(`http://127.0.0.1:${pod!.adminPort}/metrics`).then((r) => r.text())).includes('phantom_redis_connected 1')));
+        if (up.every(Boolean)) break;
+        await sleep(50);
+      }
+      const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const token = await dpopBoundToken(stack.as, stack.pki.partnerA, stack.pki, key);
+      const proof = await dpopProof(key, 'GET', 'https://api.example.com/api/accounts', { token });
+      const send = (pod: RunningSidecar) => call({ port: pod.port, cert: stack.pki.partnerA.cert, key: stack.pki.partnerA.key, ca: stack.pki.ca, headers: { host: 'api.example.com', authorization: `DPoP ${token}`, dpop: proof } });
+      assert.equal((await send(one!)).status, 200);
+      const replay = await send(two!);
+      assert.equal(replay.status, 401);
+      assert.equal((await accessLineFor(two!.logs, replay)).reason, 'dpop_proof_replayed');
+    } finally {
+      await one?.stop();
+      await two?.stop();
+    }
+  });
+
   test('Redis stopped: traffic goes on, a revoked token is refused within the degraded lifetime; Redis back: shared caching resumes', async () => {
     const token = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki);
     await redis.stop();
     await sleep(300);
     for (const pod of pods) assert.equal((await asA(pod, token)).status, 200, 'no request fails because Redis failed');
-    // Revoked while the fleet cannot hear of it: the degraded lifetime (1 s) bounds the window.
+    // Revoked while the fleet cannot hear of it: the receiver says 503 (the transmitter would
+    // retry), and the degraded lifetime (1 s) bounds the window.
+    const pushed = stack.as.ssfDeliveries.length;
     await postForm(stack.as.revocationUrl, { token, client_id: 'partner-a' }, stack.pki.partnerA, stack.pki);
+    for (let waited = 0; stack.as.ssfDeliveries.length < pushed + 1 && waited < 2000; waited += 10) await sleep(10);
+    assert.deepEqual(stack.as.ssfDeliveries.slice(pushed), [503], 'never acknowledged and then lost');
     await sleep(1100);
     for (const pod of pods) {
       const response = await asA(pod, token);
