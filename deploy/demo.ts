@@ -169,6 +169,8 @@ async function main(): Promise<void> {
     AS_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
     AS_INTROSPECTION_CLIENT_KEY: clientKeyFile,
     AS_AUDIENCE: 'https://api.example.com',
+    // The AS pushes a Shared Signals event for every revoked token to the sidecar.
+    AS_SSF_RECEIVERS: `http://127.0.0.1:${ports.PHANTOM_ADMIN_PORT}/ssf/events`,
   });
   start('example-api', 'deploy/example-api/server.ts', {
     API_HOST: '127.0.0.1',
@@ -198,6 +200,9 @@ async function main(): Promise<void> {
     PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop',
     PHANTOM_PUBLIC_HOSTS: `localhost:${ports.PHANTOM_LISTEN_PORT}`,
     PHANTOM_RESOURCE: `https://localhost:${ports.PHANTOM_LISTEN_PORT}`,
+    // Revocation events from the AS (Shared Signals): a revoked token is refused at once.
+    PHANTOM_SSF_ISSUER: asUrl,
+    PHANTOM_SSF_AUDIENCE: 'https://api.example.com',
     PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
     PHANTOM_REQUIRED_SCOPES: 'accounts',
     PHANTOM_CACHE_MAX_TTL_S: String(CACHE_TTL_S),
@@ -210,9 +215,9 @@ async function main(): Promise<void> {
   say(`  sidecar (mTLS)       ${sidecarUrl}   admin http://127.0.0.1:${ports.PHANTOM_ADMIN_PORT}`);
   say(`  example API          http://127.0.0.1:${ports.API_PORT} (loopback; reachable only through the sidecar)`);
   say(`  sidecar → AS         FAPI 2.0: private_key_jwt, endpoint and keys discovered, signed introspection answers (RFC 9701)`);
-  say(`  revocation window    PHANTOM_CACHE_MAX_TTL_S=${CACHE_TTL_S} for the demo (default 300)`);
+  say(`  revocation           Shared Signals events from the AS: a revoked token is refused at once (cache lifetime ${CACHE_TTL_S}s otherwise)`);
 
-  const scriptEnv = { CERTS_DIR: certs, AS_URL: asUrl, SIDECAR_URL: sidecarUrl, SIDECAR_CACHE_TTL_S: String(CACHE_TTL_S) };
+  const scriptEnv = { CERTS_DIR: certs, AS_URL: asUrl, SIDECAR_URL: sidecarUrl, SIDECAR_CACHE_TTL_S: String(CACHE_TTL_S), SIDECAR_REVOCATION_EVENTS: '1' };
   const partner = await runScript('partner-client.sh', scriptEnv);
   const attacks = await runScript('attacks.sh', scriptEnv);
   const dpop = await runNode('deploy/scripts/dpop-partner.ts', scriptEnv);

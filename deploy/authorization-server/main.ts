@@ -4,7 +4,8 @@
 //   AS_INTROSPECTION_CLIENT_ID (phantom-sidecar)
 //   AS_INTROSPECTION_CLIENT_KEY                  the sidecar's private_key_jwt key (PEM; its public half is
 //                                                registered), or else AS_INTROSPECTION_CLIENT_SECRET or _FILE
-//   AS_AUDIENCE (https://api.example.com)       the `aud` of issued tokens
+//   AS_AUDIENCE (https://api.example.com)       the `aud` of issued tokens (and of Shared Signals events)
+//   AS_SSF_RECEIVERS                             comma-separated push URLs for revocation events (RFC 8935)
 //   AS_PARTNERS                                  JSON list of {clientId, subjectDn|sanDns, scope}
 import { readFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
@@ -61,5 +62,7 @@ const running = await startAuthorizationServer({
   process.stderr.write(code === 'EADDRINUSE' ? `authorization-server: AS_PORT: port ${port} is already in use\n` : `authorization-server: ${String(error)}\n`);
   process.exit(2);
 });
+// Shared Signals: every revoked access token is pushed to these receivers (comma-separated URLs).
+for (const receiver of (process.env.AS_SSF_RECEIVERS ?? '').split(',').filter(Boolean)) running.ssfReceivers.push(receiver);
 process.stdout.write(`development authorization server (NOT FOR PRODUCTION) at ${running.issuer}\n`);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
