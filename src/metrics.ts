@@ -64,6 +64,8 @@ export class SidecarMetrics {
     gauge(this.registry, 'phantom_introspections_in_flight', 'Calls to the authorization server under way', sources.introspectionsInFlight);
     gauge(this.registry, 'phantom_upstream_slots_in_use', 'Upstream connections held by requests', sources.upstreamSlotsInUse);
     this.registry.registerMetric(this.#ssf);
+    this.registry.registerMetric(this.#introspection);
+    this.registry.registerMetric(this.#propagation);
     gauge(this.registry, 'phantom_redis_connected', 'Whether the fleet\'s Redis answers (1) or not (0); absent without Redis', () => sources.fleetConnected?.());
     gauge(this.registry, 'phantom_tls_server_certificate_expiry_seconds', 'Seconds until the server certificate\'s notAfter', () => seconds(sources.serverNotAfterMs()));
     gauge(
@@ -72,6 +74,28 @@ export class SidecarMetrics {
       'Seconds until the earliest nextUpdate of the partner CRLs; negative: a CRL is stale and its partners fail the handshake',
       () => seconds(sources.crlNextUpdateMs()),
     );
+  }
+
+  readonly #introspection = new Histogram({
+    name: 'phantom_introspection_duration_seconds',
+    help: 'Calls to the authorization server, by outcome: answered, or failed (down, slow, refused)',
+    labelNames: ['outcome'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+    registers: [],
+  });
+  readonly #propagation = new Histogram({
+    name: 'phantom_revocation_propagation_seconds',
+    help: 'From a revocation event\'s arrival at the fleet to this pod dropping its answers',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [],
+  });
+
+  introspected(seconds: number, outcome: 'answered' | 'failed'): void {
+    this.#introspection.observe({ outcome }, seconds);
+  }
+
+  revocationApplied(seconds: number): void {
+    this.#propagation.observe(Math.max(0, seconds));
   }
 
   readonly #ssf = new Counter({ name: 'phantom_ssf_events_total', help: 'Shared Signals SETs received, by answer: 202 applied, 400 refused, 503 not taken', labelNames: ['status'], registers: [] });

@@ -83,7 +83,6 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const fleet = buildFleet(config, logger);
   const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level);
-  fleet.attach(cache);
   const limits = new PartnerLimits(config.limits, now);
   const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, fleet.replay, now) : undefined;
   const authorise = createRequestAuthoriser({
@@ -125,6 +124,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     now,
   });
   const access = new AccessRecorder(logger, metrics);
+  introspector.observe = (seconds, outcome) => metrics.introspected(seconds, outcome);
+  fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds));
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
   const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);

@@ -15,8 +15,8 @@ export interface Fleet {
   ssf: SsfReceiver | undefined;
   /** 1 or 0 for the metric; undefined without Redis. */
   connected(): number | undefined;
-  /** Lets revocations and reconnections reach the in-process cache. */
-  attach(cache: IntrospectionCache): void;
+  /** Lets revocations and reconnections reach the in-process cache; `applied` times each one. */
+  attach(cache: IntrospectionCache, applied?: (seconds: number) => void): void;
   close(): Promise<void>;
 }
 
@@ -59,9 +59,12 @@ export function buildFleet(config: Config, logger: Logger): Fleet {
     replay: redis === undefined ? new MemoryReplayStore() : new FleetReplayStore(redis),
     ssf,
     connected: () => (redis === undefined ? undefined : redis.connected ? 1 : 0),
-    attach(target) {
+    attach(target, applied) {
       cache = target;
-      redis?.onRevocation((subjects) => target.invalidate(subjects));
+      redis?.onRevocation((subjects, publishedAt) => {
+        target.invalidate(subjects);
+        applied?.((Date.now() - publishedAt) / 1000);
+      });
       redis?.onStateChange((_state, reconnected) => {
         if (reconnected) target.flush();
       });

@@ -43,7 +43,7 @@ export class RedisFleet {
   #state: FleetState = 'disconnected';
   #everConnected = false;
   readonly #stateListeners: Array<(state: FleetState, reconnected: boolean) => void> = [];
-  readonly #revocationListeners: Array<(subjects: string[]) => void> = [];
+  readonly #revocationListeners: Array<(subjects: string[], publishedAt: number) => void> = [];
 
   constructor(settings: NonNullable<FleetConfig['redis']>, logger: Logger) {
     this.#logger = logger;
@@ -68,9 +68,9 @@ export class RedisFleet {
     this.#subscriber.on('ready', () => void this.#subscriber.subscribe(REVOCATIONS).catch(() => undefined));
     this.#subscriber.on('message', (_channel: string, message: string) => {
       try {
-        const subjects = (JSON.parse(message) as { subjects?: unknown }).subjects;
+        const { subjects, at } = JSON.parse(message) as { subjects?: unknown; at?: unknown };
         if (Array.isArray(subjects) && subjects.every((subject) => typeof subject === 'string')) {
-          for (const listener of this.#revocationListeners) listener(subjects as string[]);
+          for (const listener of this.#revocationListeners) listener(subjects as string[], typeof at === 'number' ? at : Date.now());
         }
       } catch {
         // not ours
@@ -95,7 +95,7 @@ export class RedisFleet {
     this.#stateListeners.push(listener);
   }
 
-  onRevocation(listener: (subjects: string[]) => void): void {
+  onRevocation(listener: (subjects: string[], publishedAt: number) => void): void {
     this.#revocationListeners.push(listener);
   }
 
@@ -156,7 +156,7 @@ export class RedisFleet {
     const pipeline = this.#client.multi();
     for (const key of keys) pipeline.del(`${PREFIX}answer:${key}`);
     for (const subject of subjects) pipeline.del(`${PREFIX}subject:${subject}`);
-    pipeline.publish(REVOCATIONS, JSON.stringify({ subjects }));
+    pipeline.publish(REVOCATIONS, JSON.stringify({ subjects, at: Date.now() }));
     const results = await pipeline.exec();
     if (results === null || results.some(([error]) => error !== null)) throw new Error('redis refused the revocation');
   }

@@ -9,6 +9,9 @@ export class IntrospectionCapacity implements Introspector {
   readonly #max: number;
   #inFlight = 0;
 
+  /** Told of each call's duration and outcome, for the metrics. */
+  observe: (seconds: number, outcome: 'answered' | 'failed') => void = () => undefined;
+
   constructor(inner: Introspector, max: number) {
     this.#inner = inner;
     this.#max = max;
@@ -17,8 +20,14 @@ export class IntrospectionCapacity implements Introspector {
   async introspect(token: string): Promise<Introspection> {
     if (this.#inFlight >= this.#max) throw new AuthorizationServerUnavailable('as_capacity');
     this.#inFlight += 1;
+    const started = performance.now();
     try {
-      return await this.#inner.introspect(token);
+      const answer = await this.#inner.introspect(token);
+      this.observe((performance.now() - started) / 1000, 'answered');
+      return answer;
+    } catch (error) {
+      this.observe((performance.now() - started) / 1000, 'failed');
+      throw error;
     } finally {
       this.#inFlight -= 1;
     }

@@ -115,10 +115,10 @@ interface Container {
 }
 
 test('the pod: restricted security, limits, the API on loopback, the sidecar its only door', () => {
-  const pod = (deployment() as unknown as { spec: { template: { spec: { securityContext: Record<string, unknown>; containers: Container[] } } } }).spec.template.spec;
+  const pod = (deployment() as unknown as { spec: { template: { spec: { securityContext: Record<string, unknown>; containers: Container[]; initContainers: Container[] } } } }).spec.template.spec;
   assert.equal(pod.securityContext.runAsNonRoot, true);
   assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
-  for (const container of pod.containers) {
+  for (const container of [...pod.containers, ...pod.initContainers]) {
     assert.equal(container.securityContext?.readOnlyRootFilesystem, true, container.name);
     assert.equal(container.securityContext?.allowPrivilegeEscalation, false, container.name);
     assert.deepEqual(container.securityContext?.capabilities?.drop, ['ALL'], container.name);
@@ -126,7 +126,11 @@ test('the pod: restricted security, limits, the API on loopback, the sidecar its
   }
   const env = (container: Container): Record<string, string | undefined> => Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
   const api = pod.containers.find((c) => c.name === 'api')!;
-  const sidecar = pod.containers.find((c) => c.name === 'phantom-sidecar')!;
+  // A native sidecar: an init container that keeps running (restartPolicy Always), so it is up
+  // before the API and stops after it.
+  const sidecar = pod.initContainers.find((c) => c.name === 'phantom-sidecar')!;
+  assert.equal((sidecar as Container & { restartPolicy?: string }).restartPolicy, 'Always');
+  assert.equal(pod.containers.find((c) => c.name === 'phantom-sidecar'), undefined);
   assert.equal(env(api).API_HOST, '127.0.0.1');
   assert.equal(api.ports, undefined);
   assert.equal(env(sidecar).PHANTOM_UPSTREAM_URL, 'http://127.0.0.1:3000');
@@ -206,4 +210,64 @@ test('the image\'s build output runs: `npm run build` emits dist/main.js that st
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
+});
+
+const fleetComponent = join(k8s, 'components/fleet');
+
+test('the fleet component: a Component listing its files, a valid PodDisruptionBudget and egress policy, a patch of the sidecar', async () => {
+  const component = parse(readFileSync(join(fleetComponent, 'kustomization.yaml'), 'utf8')) as { kind: string; resources: string[]; patches: { path: string }[] };
+  assert.equal(component.kind, 'Component');
+  const files = readdirSync(fleetComponent).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml' && !file.endsWith('.example.yaml'));
+  assert.deepEqual([...component.resources, ...component.patches.map((patch) => patch.path)].sort(), files.sort());
+  const { PodDisruptionBudget } = await import('kubernetes-models/policy/v1');
+  for (const resource of component.resources) {
+    const manifest = parse(readFileSync(join(fleetComponent, resource), 'utf8')) as Manifest;
+    const model = manifest.kind === 'PodDisruptionBudget' ? new PodDisruptionBudget(manifest as never) : kindOf(manifest).model(manifest);
+    model.validate();
+  }
+  const patch = parse(readFileSync(join(fleetComponent, 'deployment-patch.yaml'), 'utf8')) as { spec: { template: { spec: { initContainers: Container[] } } } };
+  const sidecar = patch.spec.template.spec.initContainers.find((c) => c.name === 'phantom-sidecar')!;
+  const names = (sidecar.env ?? []).map((e) => e.name);
+  const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
+  for (const name of names) assert.ok(KNOWN_VARIABLES.has(name), `${name} is not a setting of the sidecar`);
+  assert.ok(names.includes('PHANTOM_REDIS_URL') && names.includes('PHANTOM_REDIS_PASSWORD_FILE') && !names.includes('PHANTOM_REDIS_PASSWORD'));
+});
+
+test('every PHANTOM_ variable in the base and the component is one the sidecar knows', async () => {
+  const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
+  const text = readFileSync(join(k8s, 'deployment.yaml'), 'utf8') + readFileSync(join(fleetComponent, 'deployment-patch.yaml'), 'utf8');
+  const used = [...text.matchAll(/name: (PHANTOM_[A-Z0-9_]+)/g)].map((match) => match[1] ?? '');
+  assert.ok(used.length > 10);
+  for (const name of used) assert.ok(KNOWN_VARIABLES.has(name), name);
+});
+
+/** The metric names a PromQL expression uses, histogram suffixes taken off. */
+function metricNames(expr: string): string[] {
+  return [...expr.matchAll(/\b(phantom_[a-z0-9_]+)/g)].map((match) => (match[1] ?? '').replace(/_(bucket|sum|count)$/, ''));
+}
+
+async function exposedMetrics(): Promise<Set<string>> {
+  const { SidecarMetrics } = await import('../../src/metrics.ts');
+  const metrics = new SidecarMetrics({
+    activeEntries: () => 0, inactiveEntries: () => 0, introspectionsInFlight: () => 0, upstreamSlotsInUse: () => 0,
+    serverNotAfterMs: () => Date.now(), crlNextUpdateMs: () => undefined, fleetConnected: () => 1, now: Date.now,
+  });
+  return new Set((await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name));
+}
+
+test('the PrometheusRule validates and every metric it uses exists on /metrics', async () => {
+  const { PrometheusRule } = await import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule');
+  const rule = parse(readFileSync(join(root, 'deploy/monitoring/prometheus-rule.yaml'), 'utf8')) as { spec: { groups: { rules: { alert: string; expr: string }[] }[] } };
+  new PrometheusRule(rule as never).validate();
+  const exposed = await exposedMetrics();
+  const alerts = rule.spec.groups.flatMap((group) => group.rules);
+  assert.deepEqual(alerts.map((alert) => alert.alert).filter((name) => /Certificate|Crl|AuthorizationServer|Redis|Revocation/.test(name)).length, alerts.length);
+  for (const alert of alerts) for (const name of metricNames(alert.expr)) assert.ok(exposed.has(name), `${alert.alert}: ${name}`);
+});
+
+test('the Grafana dashboard is valid JSON and every metric it uses exists on /metrics', async () => {
+  const dashboard = JSON.parse(readFileSync(join(root, 'deploy/monitoring/grafana-dashboard.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+  const exposed = await exposedMetrics();
+  assert.ok(dashboard.panels.length >= 4);
+  for (const panel of dashboard.panels) for (const target of panel.targets) for (const name of metricNames(target.expr)) assert.ok(exposed.has(name), `${panel.title}: ${name}`);
 });
