@@ -122,6 +122,27 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     }
   });
 
+  test('a value in Redis that does not parse or has another version is ignored and overwritten, never trusted', async () => {
+    const { Redis } = await import('ioredis');
+    const client = new Redis(redis.url);
+    try {
+      const { createHash } = await import('node:crypto');
+      for (const forged of ['{not json', JSON.stringify({ v: 2, introspection: { active: true, claims: {} }, expiresAt: Date.now() + 60_000 })]) {
+        const token = `never-issued-${Math.random()}`;
+        const key = createHash('sha256').update(token).digest('base64url');
+        await client.set(`phantom:v1:answer:${key}`, forged, 'PX', 60_000);
+        const before = stack.introspections();
+        const response = await asA(pods[2]!, token);
+        assert.equal(response.status, 401, 'the AS was asked, and it does not know the token');
+        assert.equal(stack.introspections() - before, 1);
+        const stored = JSON.parse((await client.get(`phantom:v1:answer:${key}`)) ?? '{}') as { v?: number; introspection?: { active?: boolean } };
+        assert.deepEqual([stored.v, stored.introspection?.active], [1, false], 'overwritten with the real answer');
+      }
+    } finally {
+      client.disconnect();
+    }
+  });
+
   test('a DPoP proof accepted at one pod is refused as a replay at another (the jti store is the fleet\'s)', async () => {
     const env = { ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl), PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_TIMEOUT_MS: '200', PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop', PHANTOM_PUBLIC_HOSTS: 'api.example.com' };
     const [one, two] = await Promise.all([startSidecar(env), startSidecar(env)]);

@@ -1,0 +1,91 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { SignJWT, exportJWK } from 'jose';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/log.ts';
+import { CAEP, MemoryJtiLedger, RISC, SsfReceiver, TOKEN_REVOKED, subjectKeys } from '../../src/fleet/ssf-receiver.ts';
+import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
+import { makePki } from '../support/pki.ts';
+
+const pki = makePki();
+const quiet = createLogger('silent', new Writable({ write: (_c, _e, done) => done() }));
+const transmitter = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+let fake: FakeAuthorizationServer;
+let revoked: string[][];
+let receiver: SsfReceiver;
+
+before(async () => {
+  fake = await startFakeAuthorizationServer(pki);
+  fake.handle = async (_request, res) => json(res, { keys: [{ ...(await exportJWK(transmitter.publicKey)), kid: 't1', alg: 'ES256' }] });
+  revoked = [];
+  receiver = new SsfReceiver(
+    { issuer: 'https://as.test', jwksUrl: new URL(fake.url.replace('/oauth/introspect', '/jwks')), audience: 'https://api.test', ca: pki.ca, authToken: 'push-secret' },
+    { revoke: async (subjects) => void revoked.push(subjects) },
+    new MemoryJtiLedger(),
+    quiet,
+  );
+});
+after(async () => {
+  await receiver.close();
+  await fake.stop();
+});
+
+const set = (events: Record<string, unknown>, claims: Record<string, unknown> = {}) =>
+  new SignJWT({ jti: `j-${Math.random()}`, iss: 'https://as.test', aud: 'https://api.test', events, ...claims }).setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid: 't1' }).setIssuedAt().sign(transmitter.privateKey);
+const push = async (body: string, authorization: string | null = 'Bearer push-secret', contentType = 'application/secevent+jwt') => receiver.receive(contentType, authorization ?? undefined, body);
+
+test('subject identifiers become the cache\'s subject keys (RFC 9493)', () => {
+  assert.deepEqual(subjectKeys({ format: 'iss_sub', iss: 'https://as', sub: 'u1' }, `${CAEP}session-revoked`), ['iss_sub:https://as|u1']);
+  assert.deepEqual(subjectKeys({ format: 'opaque', id: 'partner-a' }, `${RISC}account-disabled`), ['opaque:partner-a']);
+  assert.deepEqual(subjectKeys({ format: 'opaque', id: 'hash' }, TOKEN_REVOKED), ['token:hash']);
+  assert.deepEqual(subjectKeys({ format: 'complex', user: { format: 'opaque', id: 'u2' } }, `${CAEP}credential-change`), ['opaque:u2']);
+  assert.deepEqual(subjectKeys({ format: 'email', email: 'a@b' }, `${CAEP}session-revoked`), []);
+});
+
+test('the push bearer token and the media type are required', async () => {
+  const body = await set({ [`${CAEP}session-revoked`]: {} }, { sub_id: { format: 'opaque', id: 'u' } });
+  assert.deepEqual(await push(body, null), { status: 400, body: { err: 'authentication_failed', description: 'The request is not authenticated' } });
+  assert.deepEqual(await push(body, 'Bearer wrong'), { status: 400, body: { err: 'authentication_failed', description: 'The request is not authenticated' } });
+  assert.equal((await push(body, 'Bearer push-secret', 'application/json')).status, 400);
+});
+
+test('SSF 1.0 sub_id and the older event subject both work; unknown events are acknowledged and ignored', async () => {
+  revoked.length = 0;
+  assert.equal((await push(await set({ [`${CAEP}session-revoked`]: {} }, { sub_id: { format: 'iss_sub', iss: 'https://as.test', sub: 'u1' } }))).status, 202);
+  assert.equal((await push(await set({ [`${RISC}credential-compromise`]: { subject: { format: 'opaque', id: 'partner-b' } } }))).status, 202);
+  const hash = createHash('sha256').update('a-token').digest('base64url');
+  assert.equal((await push(await set({ [TOKEN_REVOKED]: { subject: { format: 'opaque', id: hash } } }))).status, 202);
+  assert.equal((await push(await set({ 'https://example.com/event-type/unknown': { subject: { format: 'opaque', id: 'x' } } }))).status, 202);
+  assert.deepEqual(revoked, [['iss_sub:https://as.test|u1'], ['opaque:partner-b'], [`token:${hash}`]]);
+});
+
+test('a SET from another issuer, for another audience, unsigned by the transmitter or replayed is 400 and revokes nothing', async () => {
+  revoked.length = 0;
+  const events = { [`${CAEP}session-revoked`]: { subject: { format: 'opaque', id: 'u' } } };
+  const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  assert.equal((await push(await set(events, { iss: 'https://evil.test' }))).body?.err, 'invalid_issuer');
+  assert.equal((await push(await set(events, { aud: 'https://other.test' }))).body?.err, 'invalid_audience');
+  const forged = await new SignJWT({ jti: 'f', events }).setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid: 't1' }).setIssuer('https://as.test').setAudience('https://api.test').setIssuedAt().sign(other.privateKey);
+  assert.equal((await push(forged)).body?.err, 'invalid_key');
+  const once = await set(events);
+  assert.equal((await push(once)).status, 202);
+  assert.equal((await push(once)).body?.err, 'invalid_request');
+  assert.equal(revoked.length, 1);
+});
+
+test('a fleet that cannot take the event: 503, and the same SET is taken when it is sent again', async () => {
+  const failing = new SsfReceiver(
+    { issuer: 'https://as.test', jwksUrl: new URL(fake.url.replace('/oauth/introspect', '/jwks')), audience: 'https://api.test', ca: pki.ca, authToken: undefined },
+    { revoke: async () => { throw new Error('redis unavailable'); } },
+    new MemoryJtiLedger(),
+    quiet,
+  );
+  try {
+    const body = await set({ [`${CAEP}session-revoked`]: { subject: { format: 'opaque', id: 'u' } } });
+    assert.equal((await failing.receive('application/secevent+jwt', undefined, body)).status, 503);
+    assert.equal((await failing.receive('application/secevent+jwt', undefined, body)).status, 503, 'not recorded as seen');
+  } finally {
+    await failing.close();
+  }
+});
