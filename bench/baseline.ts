@@ -16,6 +16,11 @@ const app = Fastify({
 app.removeAllContentTypeParsers();
 app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 await app.register(replyFrom, { base: process.env.UPSTREAM_URL ?? '', undici: { connections: 128, pipelining: 1 } });
-app.all('/*', (request, reply) => reply.from(request.url.split('?', 1)[0] ?? '/'));
+// Hop-by-hop headers stripped on the way back, as any proxy must (reply-from copies them).
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const hooks = {
+  rewriteHeaders: (headers: Record<string, unknown>) => Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.has(name))),
+};
+app.all('/*', (request, reply) => reply.from(request.url.split('?', 1)[0] ?? '/', hooks as never));
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
 process.stdout.write('ready\n');

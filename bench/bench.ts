@@ -1,159 +1,191 @@
-// `npm run bench`: what the sidecar's authorisation costs on top of the bare mTLS proxy it is
-// built on, measured side by side in one run.
+// `npm run bench`: what the sidecar's whole authorisation costs on its cache-hit path, next to
+// the bare mTLS proxy it is built on (Fastify 5 + @fastify/reply-from, hop-by-hop headers
+// stripped, no logger), measured AT THE SAME TIME ON THE SAME CORE.
 //
-// Both proxies run as their own process pinned to core 0 (taskset, when present); the load
-// generator (autocannon, 50 keep-alive connections presenting partner A's certificate) and the
-// upstream share core 1. Each proxy is warmed up, then measured in alternating rounds; the
-// figures are medians. CPU µs per request is the proxy process's own CPU time (utime+stime
-// from /proc) divided by the requests it answered, so it does not depend on the load
-// generator keeping up. The sidecar runs its cache-hit path: one introspection at a real
-// oidc-provider, then every request is a hit (binding checked, JWT reused).
+// This machine's speed drifts by 30-90% between runs seconds apart, so two proxies measured in
+// turn are not comparable. Here both proxies and the upstream are pinned to core 0 (taskset)
+// and run concurrently, each driven by its own load generator process on core 1: whatever the
+// host does to core 0 in a window, it does to both, and the ratios are stable even when the
+// absolute figures are not. Quote ratios from one run only.
 //
-// On two cores the load generator saturates its core before either proxy does, so both are
-// driven at the same fixed rate (BENCH_RATE): their CPU per request is then compared under
-// identical conditions, which is the figure that matters. A second pass at full speed shows
-// the throughput each reaches with this generator.
+// Per window: CPU per request of each proxy (utime+stime from /proc/<pid>/stat over the
+// window, divided by the requests it answered), requests/s, p50/p99 latency, and the ratios;
+// then the median and min-max over the windows. Three passes: keep-alive at full speed (50
+// connections each), new connections (one request per TLS 1.3 handshake, EC P-256 client
+// certificates), and keep-alive at half the bare proxy's rate for the latency comparison.
 //
-// Settings: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3),
-// BENCH_CONNECTIONS (default 50), BENCH_RATE (req/s, default 2000), BENCH_LOG_LEVEL (the
-// sidecar's, default info: one access line per request, written to /dev/null).
+// Settings: BENCH_WINDOWS (default 5), BENCH_SECONDS (per window, default 8),
+// BENCH_CONNECTIONS (default 50), BENCH_LOG_LEVEL (the sidecar's, default info: one access
+// line per request, to /dev/null), BENCH_PROFILE_DIR (write a V8 CPU profile of the sidecar).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
-import { partnerToken, startTestAuthorizationServer, SIDECAR_CLIENT, API_AUDIENCE } from '../test/support/as.ts';
-import { makePki, type Pki } from '../test/support/pki.ts';
+import { API_AUDIENCE, SIDECAR_CLIENT, partnerToken, startTestAuthorizationServer } from '../test/support/as.ts';
+import { makePki } from '../test/support/pki.ts';
 import { freePort } from '../test/support/ports.ts';
 
 const root = new URL('..', import.meta.url).pathname;
-const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const windows = Number(process.env.BENCH_WINDOWS ?? 5);
+const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const rate = Number(process.env.BENCH_RATE ?? 2000);
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 const children: ChildProcess[] = [];
-function startProcess(script: string, env: Record<string, string>, core: string): Promise<ChildProcess> {
-  const args = [join(root, script)];
+function pinned(core: string, args: string[], env: Record<string, string>, stdout: 'pipe' | 'ignore' = 'pipe'): ChildProcess {
   const child = hasTaskset
-    ? spawn('taskset', ['-c', core, process.execPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
-    : spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    ? spawn('taskset', ['-c', core, process.execPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'inherit'] })
+    : spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'inherit'] });
   children.push(child);
+  return child;
+}
+
+function untilReady(child: ChildProcess, name: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
     child.stdout?.on('data', (chunk: Buffer) => {
       if (chunk.toString().includes('ready')) resolve(child);
     });
   });
 }
 
-/** The node process itself (taskset execs it, so the pid is the same). */
+/** utime + stime of the process, µs (taskset execs node, so the pid is node's). */
 function cpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1_000_000) / 100;
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100;
 }
 
-interface Round {
+interface LoadResult {
+  requests: number;
+  bad: number;
+  p50: number;
+  p99: number;
+}
+
+function generate(port: number, token: string, mode: 'keepalive' | 'connections', load: { connections: number; rate?: number; seconds: number }, tls: Record<string, string>): Promise<LoadResult> {
+  const child = pinned('1', [join(root, 'bench/load.ts')], {
+    LOAD_URL: `https://127.0.0.1:${port}/api/accounts`,
+    LOAD_TOKEN: token,
+    LOAD_CONNECTIONS: String(load.connections),
+    LOAD_SECONDS: String(load.seconds),
+    LOAD_MODE: mode,
+    LOAD_CERT: tls.cert ?? '',
+    LOAD_KEY: tls.key ?? '',
+    LOAD_CA: tls.ca ?? '',
+    ...(load.rate === undefined ? {} : { LOAD_RATE: String(Math.round(load.rate)) }),
+  });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('exit', () => {
+      try {
+        resolve(JSON.parse(output.trim().split('\n').at(-1) ?? '') as LoadResult);
+      } catch {
+        reject(new Error(`load generator: ${output}`));
+      }
+    });
+  });
+}
+
+interface Side {
+  cpuPerRequest: number;
   rps: number;
-  cpuPerRequestUs: number;
-  non2xx: number;
+  p50: number;
+  p99: number;
+  bad: number;
 }
 
-async function load(pki: Pki, port: number, token: string, durationSeconds: number, pid: number, overallRate?: number): Promise<Round> {
-  const before = cpuMicros(pid);
-  const result = await autocannon({
-    url: `https://127.0.0.1:${port}/api/accounts`,
-    connections,
-    duration: durationSeconds,
-    ...(overallRate === undefined ? {} : { overallRate }),
-    headers: { authorization: `Bearer ${token}` },
-    tlsOptions: {
-      cert: pki.partnerA.cert,
-      key: pki.partnerA.key,
-      ca: pki.ca,
-      servername: 'localhost',
-    },
-  } as autocannon.Options);
-  const cpu = cpuMicros(pid) - before;
-  const answered = result.requests.total;
-  return { rps: answered / durationSeconds, cpuPerRequestUs: cpu / Math.max(answered, 1), non2xx: result.non2xx + result.errors };
+/** One window: both proxies loaded at once, each by its own generator. */
+async function window(pids: { bare: number; sidecar: number }, ports: { bare: number; sidecar: number }, token: string, mode: 'keepalive' | 'connections', load: { connections: number; rate?: number; seconds: number }, tls: Record<string, string>): Promise<{ bare: Side; sidecar: Side }> {
+  const before = { bare: cpuMicros(pids.bare), sidecar: cpuMicros(pids.sidecar) };
+  const [bare, sidecar] = await Promise.all([generate(ports.bare, token, mode, load, tls), generate(ports.sidecar, token, mode, load, tls)]);
+  const side = (result: LoadResult, pid: number, start: number): Side => ({
+    cpuPerRequest: (cpuMicros(pid) - start) / Math.max(1, result.requests),
+    rps: result.requests / load.seconds,
+    p50: result.p50,
+    p99: result.p99,
+    bad: result.bad,
+  });
+  return { bare: side(bare, pids.bare, before.bare), sidecar: side(sidecar, pids.sidecar, before.sidecar) };
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-};
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+const range = (values: number[], digits = 3): string => `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}-${Math.max(...values).toFixed(digits)})`;
+const say = (text: string): void => void process.stdout.write(`${text}\n`);
 
 async function main(): Promise<void> {
-  // The load generator (this process) keeps to core 1, leaving core 0 to the proxy measured.
+  // This process (the AS, the token requests) keeps to core 1 with the load generators.
   if (hasTaskset) spawnSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
   const pki = makePki();
   const as = await startTestAuthorizationServer(pki);
-  const upstreamPort = await freePort();
-  await startProcess('bench/upstream.ts', { PORT: String(upstreamPort) }, '1');
-  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
   const tls = { cert: pki.path('server.pem'), key: pki.path('server.key'), ca: pki.path('ca.pem') };
-
-  const baselinePort = await freePort();
-  const baseline = await startProcess('bench/baseline.ts', { PORT: String(baselinePort), UPSTREAM_URL: upstreamUrl, TLS_CERT: tls.cert, TLS_KEY: tls.key, TLS_CLIENT_CA: tls.ca }, '0');
+  const clientTls = { cert: pki.path('partner-a.pem'), key: pki.path('partner-a.key'), ca: pki.path('ca.pem') };
+  const upstreamPort = await freePort();
+  await untilReady(pinned('0', [join(root, 'bench/upstream.ts')], { PORT: String(upstreamPort) }), 'upstream');
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+  const barePort = await freePort();
+  const bare = await untilReady(pinned('0', [join(root, 'bench/baseline.ts')], { PORT: String(barePort), UPSTREAM_URL: upstreamUrl, TLS_CERT: tls.cert, TLS_KEY: tls.key, TLS_CLIENT_CA: tls.ca }), 'bare proxy');
   const sidecarPort = await freePort();
   const adminPort = await freePort();
-  // BENCH_PROFILE_DIR: write a V8 CPU profile of the sidecar there, to see where time goes.
   const profile = process.env.BENCH_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR];
-  const sidecar = spawn(hasTaskset ? 'taskset' : process.execPath, [...(hasTaskset ? ['-c', '0', process.execPath] : []), ...profile, join(root, 'src/main.ts')], {
-    env: {
-      ...process.env,
-      PHANTOM_LISTEN_HOST: '127.0.0.1',
-      PHANTOM_LISTEN_PORT: String(sidecarPort),
-      PHANTOM_ADMIN_HOST: '127.0.0.1',
-      PHANTOM_ADMIN_PORT: String(adminPort),
-      PHANTOM_TLS_CERT: tls.cert,
-      PHANTOM_TLS_KEY: tls.key,
-      PHANTOM_TLS_CLIENT_CA: tls.ca,
-      PHANTOM_UPSTREAM_URL: upstreamUrl,
-      PHANTOM_INTROSPECTION_URL: as.introspectionUrl,
-      PHANTOM_INTROSPECTION_CLIENT_ID: SIDECAR_CLIENT.clientId,
-      PHANTOM_INTROSPECTION_CLIENT_SECRET: SIDECAR_CLIENT.clientSecret,
-      PHANTOM_INTROSPECTION_CA: tls.ca,
-      PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
-      PHANTOM_REQUIRED_SCOPES: 'accounts',
-      PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
-      PHANTOM_JWT_AUDIENCE: 'https://api.bench',
-      PHANTOM_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  children.push(sidecar);
+  const sidecar = pinned('0', [...profile, join(root, 'src/main.ts')], {
+    PHANTOM_LISTEN_HOST: '127.0.0.1',
+    PHANTOM_LISTEN_PORT: String(sidecarPort),
+    PHANTOM_ADMIN_HOST: '127.0.0.1',
+    PHANTOM_ADMIN_PORT: String(adminPort),
+    PHANTOM_TLS_CERT: tls.cert,
+    PHANTOM_TLS_KEY: tls.key,
+    PHANTOM_TLS_CLIENT_CA: tls.ca,
+    PHANTOM_UPSTREAM_URL: upstreamUrl,
+    PHANTOM_INTROSPECTION_URL: as.introspectionUrl,
+    PHANTOM_INTROSPECTION_CLIENT_ID: SIDECAR_CLIENT.clientId,
+    PHANTOM_INTROSPECTION_CLIENT_SECRET: SIDECAR_CLIENT.clientSecret,
+    PHANTOM_INTROSPECTION_CA: tls.ca,
+    PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
+    PHANTOM_REQUIRED_SCOPES: 'accounts',
+    PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
+    PHANTOM_JWT_AUDIENCE: 'https://api.bench',
+    PHANTOM_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    // The per-partner limit would refuse the benchmark's own 50 connections' worth of load.
+    PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000',
+  }, 'ignore');
   for (let attempt = 0; attempt < 100; attempt += 1) {
-    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false);
-    if (ready) break;
+    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const token = await partnerToken(as, 'partner-a', pki.partnerA, pki, 'accounts');
+  const pids = { bare: bare.pid ?? 0, sidecar: sidecar.pid ?? 0 };
+  const ports = { bare: barePort, sidecar: sidecarPort };
 
-  process.stdout.write(`phantom-sidecar bench: ${connections} keep-alive mTLS connections, ${rounds} rounds of ${seconds}s, proxies ${hasTaskset ? 'pinned to core 0' : 'unpinned'}\n`);
-  process.stdout.write('warming up both proxies…\n');
-  await load(pki, baselinePort, token, 5, baseline.pid ?? 0);
-  await load(pki, sidecarPort, token, 5, sidecar.pid ?? 0);
+  say(`phantom-sidecar bench: both proxies and the upstream ${hasTaskset ? 'pinned to core 0' : 'UNPINNED (no taskset: ratios are unreliable)'}, loaded concurrently by one generator each${hasTaskset ? ' on core 1' : ''}; ${windows} windows of ${seconds}s after a warm-up`);
+  await window(pids, ports, token, 'keepalive', { connections, seconds: 5 }, clientTls);
 
-  const summary = (rows: Round[]) => ({ rps: median(rows.map((r) => r.rps)), cpu: median(rows.map((r) => r.cpuPerRequestUs)), bad: rows.reduce((n, r) => n + r.non2xx, 0) });
-  const header = `${'proxy'.padEnd(38)} ${'req/s'.padStart(8)} ${'CPU µs/req'.padStart(12)} ${'non-2xx'.padStart(10)}\n`;
-  const line = (name: string, r: { rps: number; cpu: number; bad: number }) =>
-    `${name.padEnd(38)} ${Math.round(r.rps).toString().padStart(8)} ${r.cpu.toFixed(1).padStart(12)} ${String(r.bad).padStart(10)}\n`;
+  const report = (title: string, rows: { bare: Side; sidecar: Side }[], unit: string): { cpu: number[]; rps: number[] } => {
+    say(`\n${title}`);
+    say(`window  bare ${unit}  sidecar ${unit}  CPU ratio   bare req/s  sidecar req/s  req/s ratio   bare p50/p99 ms   sidecar p50/p99 ms   non-2xx`);
+    rows.forEach((row, index) => {
+      say(`${String(index + 1).padStart(6)}  ${row.bare.cpuPerRequest.toFixed(0).padStart(8)}  ${row.sidecar.cpuPerRequest.toFixed(0).padStart(11)}  ${(row.sidecar.cpuPerRequest / row.bare.cpuPerRequest).toFixed(3).padStart(9)}  ${row.bare.rps.toFixed(0).padStart(11)}  ${row.sidecar.rps.toFixed(0).padStart(13)}  ${(row.sidecar.rps / row.bare.rps).toFixed(3).padStart(11)}  ${`${row.bare.p50.toFixed(0)}/${row.bare.p99.toFixed(0)}`.padStart(16)}  ${`${row.sidecar.p50.toFixed(0)}/${row.sidecar.p99.toFixed(0)}`.padStart(19)}  ${String(row.bare.bad + row.sidecar.bad).padStart(8)}`);
+    });
+    const cpu = rows.map((row) => row.sidecar.cpuPerRequest / row.bare.cpuPerRequest);
+    const rps = rows.map((row) => row.sidecar.rps / row.bare.rps);
+    say(`median (min-max): CPU ${unit} sidecar ÷ bare ${range(cpu)}; requests/s sidecar ÷ bare ${range(rps)}; CPU ${unit} bare ${range(rows.map((r) => r.bare.cpuPerRequest), 0)}, sidecar ${range(rows.map((r) => r.sidecar.cpuPerRequest), 0)}`);
+    return { cpu, rps };
+  };
 
-  for (const [title, overallRate] of [[`same fixed rate, ${rate} req/s each`, rate], ['full speed', undefined]] as const) {
-    const results = { baseline: [] as Round[], sidecar: [] as Round[] };
-    for (let round = 1; round <= rounds; round += 1) {
-      results.baseline.push(await load(pki, baselinePort, token, seconds, baseline.pid ?? 0, overallRate));
-      results.sidecar.push(await load(pki, sidecarPort, token, seconds, sidecar.pid ?? 0, overallRate));
-    }
-    const b = summary(results.baseline);
-    const s = summary(results.sidecar);
-    process.stdout.write(`\n${title}\n${header}${line('bare Fastify + reply-from (mTLS)', b)}${line('phantom-sidecar, cache hit', s)}`);
-    process.stdout.write(`sidecar / baseline: throughput ${(s.rps / b.rps).toFixed(3)}, CPU per request ${(s.cpu / b.cpu).toFixed(3)} (${s.cpu >= b.cpu ? '+' : ''}${(s.cpu - b.cpu).toFixed(1)} µs)\n`);
-  }
-  process.stdout.write(`introspection calls at the AS during the run: ${as.requests.get('/token/introspection') ?? 0}\n`);
+  const keepAlive: { bare: Side; sidecar: Side }[] = [];
+  for (let i = 0; i < windows; i += 1) keepAlive.push(await window(pids, ports, token, 'keepalive', { connections, seconds }, clientTls));
+  report(`1. cache hit, ${connections} keep-alive connections each, full speed`, keepAlive, 'µs/req');
+
+  const fresh: { bare: Side; sidecar: Side }[] = [];
+  for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) fresh.push(await window(pids, ports, token, 'connections', { connections: 8, seconds }, clientTls));
+  report('2. new connections: one request per TLS 1.3 handshake (EC P-256 client certificates), 8 at a time each', fresh, 'µs/conn');
+
+  const half = median(keepAlive.map((row) => row.bare.rps)) / 2;
+  const paced: { bare: Side; sidecar: Side }[] = [];
+  for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) paced.push(await window(pids, ports, token, 'keepalive', { connections, seconds, rate: half }, clientTls));
+  report(`3. cache hit at half the bare proxy's rate (${half.toFixed(0)} req/s each)`, paced, 'µs/req');
+  const extra = paced.map((row) => row.sidecar.p99 - row.bare.p99);
+  say(`p99 latency sidecar − bare at that rate: median ${median(extra).toFixed(2)} ms (${Math.min(...extra).toFixed(2)} to ${Math.max(...extra).toFixed(2)})`);
+  say(`\nintrospection calls at the AS during the run: ${as.requests.get('/token/introspection') ?? 0}`);
   await as.stop();
 }
 
