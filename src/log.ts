@@ -37,6 +37,16 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
   return pino(options, stdout);
 }
 
+/**
+ * The access line's own logger, on the same stream, without redaction: its line is built field
+ * by field from safe values (never an object that could carry a token), so redact paths would
+ * only cost time on every request.
+ */
+export function accessLogger(logger: Logger): Logger {
+  const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
+  return pino({ level: logger.level, base: { service: 'phantom-sidecar' }, formatters: { level: (label) => ({ level: label }) } }, stream);
+}
+
 /** The one line per request: built field by field from the request state, nothing else. */
 export interface AccessLine {
   interactionId: string;

@@ -34,17 +34,25 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
 
 export class SidecarMetrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'status' | 'reason' | 'rule'>;
   readonly #duration: Histogram;
-  readonly #cache: Counter<'outcome'>;
+  readonly #requestCounts = new Map<string, [{ status: number; reason: string; rule: string }, number]>();
+  readonly #cacheCounts = new Map<string, number>();
 
   constructor(sources: MetricSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'phantom_' });
-    this.#requests = new Counter({
+    // Counted per request in plain maps, turned into prom-client values only when scraped:
+    // label hashing on every request cost more than the rest of the metrics together.
+    const requestCounts = this.#requestCounts;
+    const cacheCounts = this.#cacheCounts;
+    new Counter({
       name: 'phantom_requests_total',
       help: 'Requests answered, by status, refusal reason ("" when served) and route rule ("" before one matched)',
       labelNames: ['status', 'reason', 'rule'],
       registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [labels, count] of requestCounts.values()) this.inc(labels, count);
+      },
     });
     this.#duration = new Histogram({
       name: 'phantom_request_duration_seconds',
@@ -52,11 +60,15 @@ export class SidecarMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [this.registry],
     });
-    this.#cache = new Counter({
+    new Counter({
       name: 'phantom_introspection_cache_total',
-      help: 'Introspection cache lookups: hit, miss (one call to the AS) or shared (joined a call under way)',
+      help: 'Introspection cache lookups: hit, miss (one call to the AS), shared (joined a call under way), fleet (from another pod) or stale',
       labelNames: ['outcome'],
       registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [outcome, count] of cacheCounts) this.inc({ outcome }, count);
+      },
     });
     const seconds = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : (ms - sources.now()) / 1000);
     gauge(this.registry, 'phantom_introspection_cache_entries', 'Active introspection answers held in the cache', sources.activeEntries);
@@ -105,8 +117,13 @@ export class SidecarMetrics {
   }
 
   record(line: AccessLine): void {
-    this.#requests.inc({ status: line.status, reason: line.reason ?? '', rule: line.rule ?? '' });
+    const reason = line.reason ?? '';
+    const rule = line.rule ?? '';
+    const key = `${line.status} ${reason} ${rule}`;
+    const counted = this.#requestCounts.get(key);
+    if (counted === undefined) this.#requestCounts.set(key, [{ status: line.status, reason, rule }, 1]);
+    else counted[1] += 1;
     this.#duration.observe(line.durationMs / 1000);
-    if (line.cache !== 'none') this.#cache.inc({ outcome: line.cache });
+    if (line.cache !== 'none') this.#cacheCounts.set(line.cache, (this.#cacheCounts.get(line.cache) ?? 0) + 1);
   }
 }

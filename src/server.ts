@@ -11,7 +11,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from './config.ts';
 import { RequestRejected, type AuthScheme, type ChallengeContext } from './errors.ts';
@@ -143,9 +143,9 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
 
   const app = Fastify({
     serverFactory: (handler) => createListener(config, handler),
-    loggerInstance: logger as FastifyBaseLogger,
-    // Fastify's own pair of lines per request is off: the access recorder writes the one line.
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'interaction_id' }),
+    // No logger for Fastify: it would make a child logger per request. The access recorder
+    // writes the one line per request, and the error reply logs what is unexpected.
+    logger: false,
     genReqId: interactionIdOf,
     bodyLimit: FORM_LIMIT_BYTES,
     // A drain closes connections after their current response instead (see drain()).

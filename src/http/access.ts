@@ -1,7 +1,7 @@
 // The access line and the request metrics of every request, written once its response is
 // over: sent, refused, or cut off by the client or a timeout.
 import type { Logger } from 'pino';
-import { logAccess, pathOnly, type AccessLine } from '../log.ts';
+import { accessLogger, logAccess, pathOnly, type AccessLine } from '../log.ts';
 import type { SidecarMetrics } from '../metrics.ts';
 import type { RequestState } from '../request-state.ts';
 
@@ -13,7 +13,7 @@ export class AccessRecorder {
   readonly #metrics: SidecarMetrics;
 
   constructor(logger: Logger, metrics: SidecarMetrics) {
-    this.#logger = logger;
+    this.#logger = accessLogger(logger);
     this.#metrics = metrics;
   }
 
