@@ -82,7 +82,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   );
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const fleet = buildFleet(config, logger);
-  const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level);
+  const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level, fleet.level !== undefined || fleet.ssf !== undefined);
   const limits = new PartnerLimits(config.limits, now);
   const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, fleet.replay, now) : undefined;
   const authorise = createRequestAuthoriser({

@@ -129,8 +129,13 @@ export class IntrospectionCache {
   // (never past exp), for when the AS cannot be reached. Revocations evict them too.
   readonly #stale: LRUCache<string, CacheEntry> | undefined;
 
-  constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now, fleet?: FleetLevel) {
+  // Whether revocation events can reach this cache (a fleet or a Shared Signals receiver):
+  // without them the subject index would only cost memory.
+  readonly #revocable: boolean;
+
+  constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now, fleet?: FleetLevel, revocable = fleet !== undefined) {
     this.#introspector = introspector;
+    this.#revocable = revocable;
     this.#settings = settings;
     this.#now = now;
     this.#fleet = fleet;
@@ -218,7 +223,10 @@ export class IntrospectionCache {
       const staleTtl = Math.min(ttl + this.#settings.staleIfErrorSeconds * 1000, untilExp);
       if (staleTtl > 0) this.#stale.set(key, entry, { ttl: staleTtl });
     }
+    if (!this.#revocable) return;
     for (const subject of subjectsOf(entry.introspection, key)) {
+      // A token's own subject is its cache key: no index needed to find it.
+      if (subject.startsWith('token:')) continue;
       let keys = this.#bySubject.get(subject);
       if (keys === undefined) {
         keys = new Set();
@@ -229,6 +237,7 @@ export class IntrospectionCache {
   }
 
   #unindex(entry: CacheEntry, key: string): void {
+    if (!this.#revocable) return;
     for (const subject of subjectsOf(entry.introspection, key)) {
       const keys = this.#bySubject.get(subject);
       keys?.delete(key);
@@ -240,7 +249,8 @@ export class IntrospectionCache {
   invalidate(subjects: readonly string[]): number {
     let dropped = 0;
     for (const subject of subjects) {
-      for (const key of [...(this.#bySubject.get(subject) ?? [])]) {
+      const keys = subject.startsWith('token:') ? [subject.slice('token:'.length)] : [...(this.#bySubject.get(subject) ?? [])];
+      for (const key of keys) {
         if (this.#active?.delete(key) === true) dropped += 1;
         if (this.#inactive?.delete(key) === true) dropped += 1;
         this.#stale?.delete(key);

@@ -191,7 +191,7 @@ test('stale-if-error: an active answer past its cache lifetime but not its exp i
     },
     close: async () => {},
   };
-  const cache = new IntrospectionCache(introspector, { ...settings, maxTtlSeconds: 10, staleIfErrorSeconds: 30 }, () => now);
+  const cache = new IntrospectionCache(introspector, { ...settings, maxTtlSeconds: 10, staleIfErrorSeconds: 30 }, () => now, undefined, true);
   assert.equal((await cache.lookup('t')).outcome, 'miss');
   now += 11_000;
   failing = true;
