@@ -11,6 +11,8 @@ import { AuthorizationServerUnavailable } from '../errors.ts';
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
 export interface UpstreamJwt {
   readonly jwt: Promise<string>;
+  /** The JWT itself once signed: what the synchronous cache-hit path forwards. */
+  value?: string;
   /** Seconds since the epoch. */
   readonly exp: number;
 }
@@ -156,6 +158,12 @@ export class IntrospectionCache {
    * token skip its hash. `beforeCall` runs only when a new call to the authorization server is
    * about to be made; it may refuse it by throwing, and what it returns comes back as `charge`.
    */
+  /** The cached answer for this token, if there is one now: no call, no promise. */
+  peek(token: string, connection?: object): CacheEntry | undefined {
+    const key = keyFor(token, connection);
+    return this.#active?.get(key) ?? this.#inactive?.get(key);
+  }
+
   async lookup(token: string, connection?: object, beforeCall?: () => () => void): Promise<Lookup> {
     const key = keyFor(token, connection);
     const cached = this.#active?.get(key) ?? this.#inactive?.get(key);

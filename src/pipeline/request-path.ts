@@ -13,7 +13,15 @@ import type { UpstreamTokenSource } from './upstream-token.ts';
 
 export type AuthorisationRules = ClaimRules & Pick<Config, 'requireBinding' | 'senderConstraints'>;
 
-export type RequestAuthoriser = (state: RequestState, connection?: object) => Promise<void>;
+export interface RequestAuthoriser {
+  (state: RequestState, connection?: object): Promise<void>;
+  /**
+   * The cache-hit path without a promise: true when the request is decided here (every check
+   * run, the JWT at hand); false when the asynchronous path must decide it. Throws a refusal
+   * like the other.
+   */
+  atOnce(state: RequestState, connection?: object): boolean;
+}
 
 export interface AuthoriserParts {
   cache: IntrospectionCache;
@@ -48,7 +56,21 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
  * proves invalid.
  */
 export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthoriserParts): RequestAuthoriser {
-  return async (state, connection) => {
+  const atOnce = (state: RequestState, connection?: object): boolean => {
+    // A DPoP proof needs its (possibly remote) jti store: never decided synchronously.
+    if (state.token === undefined || state.dpopProof !== undefined) return false;
+    const entry = cache.peek(state.token, connection);
+    if (entry === undefined) return false;
+    const nowSeconds = Math.floor(now() / 1000);
+    const jwt = entry.introspection.active ? tokens.readyJwtFor(entry, nowSeconds) : undefined;
+    // The same checks as the asynchronous path, in the same order; an inactive answer refuses.
+    if (entry.introspection.active && jwt === undefined) return false;
+    state.cache = 'hit';
+    checkAnswer(entry.introspection, state, undefined, rules, nowSeconds);
+    state.upstreamJwt = jwt;
+    return true;
+  };
+  const authorise = async (state: RequestState, connection?: object): Promise<void> => {
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
     // Stage 3b: a DPoP proof is checked, and its jti spent, before the AS is asked anything.
     let dpopJkt: string | undefined;
@@ -68,4 +90,5 @@ export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, no
     charge?.();
     state.upstreamJwt = await tokens.jwtFor(entry, nowSeconds);
   };
+  return Object.assign(authorise, { atOnce });
 }

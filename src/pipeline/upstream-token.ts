@@ -12,6 +12,8 @@ import type { TokenClaims } from './introspect.ts';
 export interface UpstreamTokenSource {
   /** The JWT to forward for this (already authorised) cache entry. */
   jwtFor(entry: CacheEntry, nowSeconds: number): Promise<string>;
+  /** The same, when it is at hand without signing or waiting; undefined otherwise. */
+  readyJwtFor(entry: CacheEntry, nowSeconds: number): string | undefined;
   /** Public keys for the API to verify with (empty in as-jwt mode). */
   readonly jwks: { keys: JWK[] };
 }
@@ -84,11 +86,21 @@ export class JwtMinter implements UpstreamTokenSource {
     if (kept !== undefined && kept.exp - nowSeconds > REUSE_MARGIN_SECONDS) return kept.jwt;
     const fresh = this.#mint(entry.introspection.claims, nowSeconds);
     entry.upstreamJwt = fresh;
-    // A failed signature must not stay with the entry.
-    fresh.jwt.catch(() => {
-      if (entry.upstreamJwt === fresh) delete entry.upstreamJwt;
-    });
+    fresh.jwt.then(
+      (jwt) => {
+        fresh.value = jwt;
+      },
+      // A failed signature must not stay with the entry.
+      () => {
+        if (entry.upstreamJwt === fresh) delete entry.upstreamJwt;
+      },
+    );
     return fresh.jwt;
+  }
+
+  readyJwtFor(entry: CacheEntry, nowSeconds: number): string | undefined {
+    const kept = entry.upstreamJwt;
+    return kept !== undefined && kept.exp - nowSeconds > REUSE_MARGIN_SECONDS ? kept.value : undefined;
   }
 
   #mint(claims: TokenClaims, nowSeconds: number): UpstreamJwt {
@@ -110,6 +122,10 @@ export class AuthorizationServerJwt implements UpstreamTokenSource {
       return Promise.reject(new InternalError('as_jwt_missing'));
     }
     return Promise.resolve(introspection.jwt);
+  }
+
+  readyJwtFor(entry: CacheEntry): string | undefined {
+    return entry.introspection.active ? entry.introspection.jwt : undefined;
   }
 }
 

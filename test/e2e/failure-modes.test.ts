@@ -174,6 +174,7 @@ describe('a bug in the sidecar', () => {
       tokens: {
         jwks: { keys: [] },
         jwtFor: () => Promise.reject(new TypeError('boom with Bearer secret-in-message')),
+        readyJwtFor: () => undefined,
       },
     });
     try {
