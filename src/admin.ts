@@ -36,7 +36,10 @@ export function buildAdmin({ logger, readiness, jwks, metrics, resourceMetadata,
   }
   if (ssf !== undefined) {
     // RFC 8935 push delivery: the body is the SET itself, read as text (and no larger than a SET).
-    admin.addContentTypeParser('application/secevent+jwt', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
+    // Any media type is read (as text, no larger than a SET), so that a wrong one is answered
+    // by the receiver with RFC 8935's 400 invalid_request rather than Fastify's 415.
+    admin.removeAllContentTypeParsers();
+    admin.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
     admin.post('/ssf/events', async (request, reply) => {
       const answer = await ssf.receive(request.headers['content-type'], request.headers.authorization, typeof request.body === 'string' ? request.body : '');
       metrics.ssfEvent(answer.status);

@@ -94,6 +94,9 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     const forged = (claims: Record<string, unknown> = {}) =>
       new SignJWT({ jti: `forged-${Math.random()}`, events, ...claims }).setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid: 'x' }).setIssuer(stack.as.issuer).setAudience(API_AUDIENCE).setIssuedAt().sign(forger);
     const push = (set: string) => fetch(`http://127.0.0.1:${pods[0]!.adminPort}/ssf/events`, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: set });
+    const notASet = await fetch(`http://127.0.0.1:${pods[0]!.adminPort}/ssf/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(notASet.status, 400, 'RFC 8935: a wrong media type is 400 invalid_request');
+    assert.equal(((await notASet.json()) as { err: string }).err, 'invalid_request');
     const otherKey = await push(await forged());
     assert.equal(otherKey.status, 400);
     assert.equal(((await otherKey.json()) as { err: string }).err, 'invalid_key');
