@@ -219,11 +219,14 @@ interface ErrorWithStatus {
   code?: unknown;
 }
 
-// What Fastify and Node raise themselves, by their error code, in our words.
-const FOREIGN_CODES: Record<string, [number, RefusalReason]> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'body_too_large'],
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'bad_request'],
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout'],
+// What Fastify and Node raise themselves, by their error code, in our words. A URL Fastify's
+// router cannot decode is a malformed request target like any other: 400 invalid_request, as
+// stage 2 answers the targets it refuses itself.
+const FOREIGN_CODES: Record<string, (code: string) => SidecarError> = {
+  FST_ERR_BAD_URL: (code) => new InvalidRequest('malformed_url', code),
+  FST_ERR_CTP_BODY_TOO_LARGE: (code) => new RequestRejected(413, 'body_too_large', { detail: code }),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: (code) => new RequestRejected(400, 'bad_request', { detail: code }),
+  ERR_HTTP_REQUEST_TIMEOUT: (code) => new RequestRejected(408, 'request_timeout', { detail: code }),
 };
 
 /**
@@ -234,11 +237,8 @@ export function asSidecarError(thrown: unknown): SidecarError {
   if (thrown instanceof SidecarError) return thrown;
   const { statusCode, code } = (typeof thrown === 'object' && thrown !== null ? thrown : {}) as ErrorWithStatus;
   const detail = typeof code === 'string' ? code : undefined;
-  // A URL Fastify's router cannot decode is a malformed request target like any other: 400
-  // invalid_request, as stage 2 answers the targets it refuses itself.
-  if (detail === 'FST_ERR_BAD_URL') return new InvalidRequest('malformed_url', detail);
   const known = detail === undefined ? undefined : FOREIGN_CODES[detail];
-  if (known !== undefined) return new RequestRejected(known[0], known[1], { detail });
+  if (known !== undefined && detail !== undefined) return known(detail);
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
     return new RequestRejected(statusCode, 'bad_request', { detail });
   }

@@ -68,7 +68,6 @@ export const REASON_DESCRIPTIONS = {
   // The client went away before an answer could be sent (logged as 499, as nginx does).
   client_closed_request: 'The client closed the request',
   // The sidecar itself.
-  shutting_down: 'The server is shutting down; try again',
   internal_error: 'Internal error',
 } as const satisfies Record<string, string>;
 

@@ -31,7 +31,7 @@ import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
 import { PartnerLimits } from './pipeline/partner-limits.ts';
 import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './pipeline/proxy.ts';
 import { createRequestAuthoriser } from './pipeline/request-path.ts';
-import { PolicySource } from './pipeline/route-policy.ts';
+import { PolicySource, resourceMetadataRule } from './pipeline/route-policy.ts';
 import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './pipeline/request-target.ts';
 import { TlsReloader } from './pipeline/tls.ts';
 import { partnerCertificates } from './pipeline/partner-certificate.ts';
@@ -105,7 +105,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     { path: config.policyFile, reloadIntervalSeconds: config.tls.reloadIntervalSeconds, defaults: { senderConstraints: config.senderConstraints, requiredScopes: config.requiredScopes } },
     logger,
   );
-  const metadataPath = config.resource === undefined ? undefined : resourceMetadataPath(config.resource);
+  const metadataRule = config.resource === undefined ? undefined : resourceMetadataRule(resourceMetadataPath(config.resource));
   // The TLS material in force, for certificates that arrive in a trusted ingress's header.
   const partners = partnerCertificates(config.clientCert, () => tls?.material ?? config.tls, now);
   const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
@@ -176,19 +176,20 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     checkMethod(request.method, target);
     state.method = request.method;
     const url = raw.url ?? '';
-    if (metadataPath !== undefined && url === metadataPath && request.method === 'GET') {
-      // RFC 9728 metadata is public: served by the sidecar itself, without a token.
-      state.upstreamPath = metadataPath;
-      done();
-      return;
-    }
-    state.upstreamPath = upstreamPathOf(url, target);
     state.checkedHost = checkedHost(raw.headers.host, target);
-    if (state.checkedHost !== undefined) state.htu = `https://${state.checkedHost}${url.split('?', 1)[0] ?? ''}`;
-    state.route = policy.current.match(request.method, state.upstreamPath);
+    if (metadataRule !== undefined && url === metadataRule.path && metadataRule.methods?.has(request.method) === true) {
+      // RFC 9728 metadata, served by the sidecar itself: its path is not the API's.
+      state.upstreamPath = metadataRule.path;
+      state.route = metadataRule;
+    } else {
+      state.upstreamPath = upstreamPathOf(url, target);
+      state.route = policy.current.match(request.method, state.upstreamPath);
+    }
+    // A DPoP proof names the URL the client addressed; nothing else needs it.
+    if (acceptedSchemes.dpop && state.checkedHost !== undefined) state.htu = `https://${state.checkedHost}${url.split('?', 1)[0] ?? ''}`;
     checkDeclaredLength(raw.headers['content-length'], config.http.maxBodyBytes);
     releaseAtEnd(state, limits.enter(state.x5t ?? ''));
-    rejectTokenInQuery(raw.url ?? '');
+    rejectTokenInQuery(url);
     // A public route: forwarded with no token looked at and no JWT (the access line says so).
     if (state.route.anonymous) {
       done();
@@ -203,7 +204,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
 
   app.addHook('preHandler', (request, _reply, done) => {
     const state = request.phantom;
-    if (state.route?.anonymous === true || (state.token === undefined && state.upstreamPath === metadataPath)) {
+    if (state.route?.anonymous === true) {
       done();
       return;
     }
@@ -224,7 +225,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     releaseAtEnd(request.phantom, release);
     return forward(request, reply, hooks);
   };
-  const resourceDocument = metadataPath === undefined ? undefined : { path: metadataPath, document: resourceMetadata(config, policy.current.scopes()) };
+  const resourceDocument = metadataRule === undefined ? undefined : { path: metadataRule.path, document: resourceMetadata(config, policy.current.scopes()) };
   if (resourceDocument !== undefined) {
     const { path, document } = resourceDocument;
     app.get(path, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document));

@@ -67,9 +67,13 @@ interface ParsedCrl {
   revoked: string[];
 }
 
-/** A serial number as node:crypto's X509Certificate writes it: upper-case hex, no leading zeros. */
-export function serialHex(bytes: ArrayBuffer | Uint8Array): string {
-  return Buffer.from(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)).toString('hex').toUpperCase().replace(/^0+(?=.)/, '');
+/** A serial number as CRLs are indexed by: upper-case hex, no leading zeros. */
+export function normalisedSerial(hex: string): string {
+  return hex.toUpperCase().replace(/^0+(?=.)/, '');
+}
+
+function serialHex(bytes: ArrayBuffer | Uint8Array): string {
+  return normalisedSerial(Buffer.from(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)).toString('hex'));
 }
 
 function parseCrls(pem: string): ParsedCrl[] {

@@ -2,8 +2,9 @@
 // server: asked for with Accept: application/token-introspection+jwt and accepted only as a
 // JWS by a key of the AS's JWKS, with pinned algorithms, typ, iss, aud = our client id and a
 // fresh iat; the RFC 7662 answer is read from `token_introspection` by the JSON rules.
-import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { fetch, type Dispatcher } from 'undici';
+import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Dispatcher } from 'undici';
+import { remoteKeySet } from './remote-jwks.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
 import { malformed, parseIntrospectionJson } from '../pipeline/introspect.ts';
 import type { AnswerFormat } from './answer-format.ts';
@@ -46,11 +47,7 @@ export function signedAnswer(settings: SignedAnswerSettings): AnswerFormat {
     if (keys?.url !== url.href) {
       keys = {
         url: url.href,
-        set: createRemoteJWKSet(url, {
-          cooldownDuration: settings.cooldownSeconds * 1000,
-          timeoutDuration: settings.timeoutMs,
-          [customFetch]: (input, init) => fetch(input, { ...(init as object), dispatcher: settings.dispatcher } as Parameters<typeof fetch>[1]) as unknown as Promise<Response>,
-        }),
+        set: remoteKeySet(url, settings.dispatcher, { cooldownSeconds: settings.cooldownSeconds, timeoutMs: settings.timeoutMs }),
       };
     }
     return keys.set;

@@ -6,7 +6,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config.ts';
-import type { Introspection } from '../pipeline/introspect.ts';
+import { parseClaims, type Introspection } from '../pipeline/introspect.ts';
 
 const PREFIX = 'phantom:v1:';
 const REVOCATIONS = `${PREFIX}revocations`;
@@ -23,12 +23,15 @@ interface StoredAnswer {
 function parseStored(text: string | null): StoredAnswer | undefined {
   if (text === null) return undefined;
   try {
-    const value = JSON.parse(text) as Partial<StoredAnswer>;
-    if (value.v !== 1 || typeof value.expiresAt !== 'number' || typeof value.introspection !== 'object' || value.introspection === null) return undefined;
-    const introspection = value.introspection as Introspection;
-    if (introspection.active !== true && introspection.active !== false) return undefined;
-    if (introspection.active && (typeof introspection.claims !== 'object' || introspection.claims === null)) return undefined;
-    return value as StoredAnswer;
+    const value = JSON.parse(text) as { v?: unknown; expiresAt?: unknown; introspection?: { active?: unknown; claims?: unknown; jwt?: unknown } };
+    const stored = value.introspection;
+    if (value.v !== 1 || typeof value.expiresAt !== 'number' || typeof stored !== 'object' || stored === null) return undefined;
+    if (stored.active === false) return { v: 1, introspection: { active: false }, expiresAt: value.expiresAt };
+    if (stored.active !== true || typeof stored.claims !== 'object' || stored.claims === null) return undefined;
+    // The claims are read by the same rules as an AS's answer: a value that breaks them is not used.
+    const claims = parseClaims(stored.claims as Record<string, unknown>);
+    const introspection: Introspection = typeof stored.jwt === 'string' ? { active: true, claims, jwt: stored.jwt } : { active: true, claims };
+    return { v: 1, introspection, expiresAt: value.expiresAt };
   } catch {
     return undefined;
   }

@@ -5,12 +5,14 @@
 // events then drop every cached answer of their subject on every pod. 202 once applied; 400
 // with {err, description} for a SET that does not check out; 503 when the fleet cannot take
 // it (the transmitter retries; an event is never acknowledged and then lost).
-import { timingSafeEqual } from 'node:crypto';
-import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { Agent, fetch, request } from 'undici';
+import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { Agent, request } from 'undici';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config.ts';
+import { sameText } from '../constant-time.ts';
+import { remoteKeySet } from '../authorization-server/remote-jwks.ts';
+import { mediaType } from '../pipeline/introspect.ts';
 
 export const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 export const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
@@ -68,12 +70,6 @@ export function subjectKeys(subject: unknown, eventType: string): string[] {
   return [];
 }
 
-function sameSecret(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-}
-
 export class SsfReceiver {
   readonly #settings: NonNullable<FleetConfig['ssf']>;
   readonly #sink: RevocationSink;
@@ -100,18 +96,16 @@ export class SsfReceiver {
       if (metadata.issuer !== this.#settings.issuer || typeof metadata.jwks_uri !== 'string') throw new Error('ssf configuration does not match');
       url = new URL(metadata.jwks_uri);
     }
-    this.#keys = createRemoteJWKSet(url, {
-      [customFetch]: (input, init) => fetch(input, { ...(init as object), dispatcher: this.#dispatcher } as Parameters<typeof fetch>[1]) as unknown as Promise<Response>,
-    });
+    this.#keys = remoteKeySet(url, this.#dispatcher);
     return this.#keys;
   }
 
   async receive(contentType: string | undefined, authorization: string | undefined, body: string): Promise<SsfAnswer> {
     const expected = this.#settings.authToken;
-    if (expected !== undefined && (authorization === undefined || !sameSecret(authorization, `Bearer ${expected}`))) {
+    if (expected !== undefined && (authorization === undefined || !sameText(`Bearer ${expected}`, authorization))) {
       return refused('authentication_failed', 'The request is not authenticated');
     }
-    if ((contentType ?? '').split(';')[0]?.trim().toLowerCase() !== 'application/secevent+jwt') {
+    if (mediaType(contentType) !== 'application/secevent+jwt') {
       return refused('invalid_request', 'Content-Type must be application/secevent+jwt');
     }
     let keys: JWTVerifyGetKey;

@@ -1,17 +1,11 @@
 // Stage 7: sender constraints. RFC 8705 §3: the token's `cnf.x5t#S256` must equal the
 // thumbprint of the partner's certificate; RFC 9449 §7.1: its `cnf.jkt` the thumbprint of the
 // key that signed this request's DPoP proof. On every request, cache hit or not.
-import { timingSafeEqual } from 'node:crypto';
 import { InvalidToken, type AuthScheme } from '../errors.ts';
 import type { SenderConstraints } from '../config.ts';
 import type { Confirmation } from './introspect.ts';
+import { sameText } from '../constant-time.ts';
 
-function sameThumbprint(expected: string, presented: string): boolean {
-  const a = Buffer.from(expected);
-  const b = Buffer.from(presented);
-  // Lengths of a base64url SHA-256 are public (43); only the content is compared in constant time.
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 /** The proofs of possession the request brought, and the ones this request accepts. */
 export interface Possession {
@@ -41,12 +35,12 @@ export function checkBinding(cnf: Confirmation | undefined, possession: Possessi
   }
   if (x5t !== undefined) {
     if (!possession.accepted.mtls) throw new InvalidToken('binding_method_not_accepted', 'mtls');
-    if (possession.x5t === undefined || !sameThumbprint(x5t, possession.x5t)) throw new InvalidToken('binding_mismatch', 'x5t');
+    if (possession.x5t === undefined || !sameText(x5t, possession.x5t)) throw new InvalidToken('binding_mismatch', 'x5t');
   }
   if (jkt !== undefined) {
     if (!possession.accepted.dpop) throw new InvalidToken('binding_method_not_accepted', 'dpop');
     if (possession.scheme !== 'DPoP') throw new InvalidToken('dpop_downgrade');
-    if (possession.dpopJkt === undefined || !sameThumbprint(jkt, possession.dpopJkt)) throw new InvalidToken('binding_mismatch', 'jkt');
+    if (possession.dpopJkt === undefined || !sameText(jkt, possession.dpopJkt)) throw new InvalidToken('binding_mismatch', 'jkt');
   } else if (possession.scheme === 'DPoP') {
     throw new InvalidToken('token_not_bound', 'not_dpop_bound');
   }

@@ -107,6 +107,15 @@ export function subjectsOf(introspection: Introspection, key: string): string[] 
   return subjects;
 }
 
+// The AS could not be reached or could not answer: the case PHANTOM_CACHE_STALE_IF_ERROR_S is
+// for. An answer that came back and was wrong (malformed, unverified, our credentials refused)
+// is not: the stale answer is never a way around it.
+const UNREACHABLE = new Set(['as_unreachable', 'as_timeout', 'as_error_status', 'as_capacity']);
+
+function isUnreachable(error: unknown): boolean {
+  return error instanceof AuthorizationServerUnavailable && UNREACHABLE.has(error.reason);
+}
+
 interface Resolved {
   entry: CacheEntry;
   outcome: 'miss' | 'fleet' | 'stale';
@@ -194,7 +203,9 @@ export class IntrospectionCache {
       }
       if (known !== undefined) {
         const entry: CacheEntry = { introspection: known.introspection };
-        this.#store(key, entry, known.expiresAt - this.#now());
+        // The same lifetime rule as an answer from the AS: never past exp nor the max TTL.
+        const now = this.#now();
+        this.#store(key, entry, Math.min(known.expiresAt - now, cacheLifetimeMs(known.introspection, this.#settings, now)));
         return { entry, outcome: 'fleet' };
       }
     }
@@ -209,7 +220,7 @@ export class IntrospectionCache {
     } catch (error) {
       // The authorization server failing is nobody's failed token.
       charge?.();
-      const stale = error instanceof AuthorizationServerUnavailable ? this.#stale?.get(key) : undefined;
+      const stale = isUnreachable(error) ? this.#stale?.get(key) : undefined;
       if (stale !== undefined && stale.introspection.active && (stale.introspection.claims.exp ?? Number.POSITIVE_INFINITY) * 1000 > this.#now()) {
         return { entry: stale, outcome: 'stale' };
       }

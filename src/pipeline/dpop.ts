@@ -3,11 +3,12 @@
 // by it, htm, htu (the URL the client addressed), iat within the window, ath, a nonce when the
 // sidecar asks for them, and a jti never seen before. The key's RFC 7638 thumbprint comes back,
 // to be compared with the token's cnf.jkt in the binding stage.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { InvalidDpopProof, UseDpopNonce } from '../errors.ts';
 import type { DpopConfig } from '../config.ts';
+import { sameText } from '../constant-time.ts';
 
 // Clock skew allowed on top of PHANTOM_DPOP_MAX_AGE_S, in either direction.
 export const DPOP_LEEWAY_SECONDS = 5;
@@ -33,12 +34,6 @@ function refuse(detail: string): never {
 /** base64url(SHA-256(token)), RFC 9449 §4.2 `ath`. */
 export function accessTokenHash(token: string): string {
   return createHash('sha256').update(token).digest('base64url');
-}
-
-function sameText(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /** RFC 9449 §4.3 step 11 with RFC 3986 §6 normalisation: scheme and host case, default port. */
@@ -102,15 +97,12 @@ export class MemoryReplayStore implements ReplayStore {
 export interface DpopVerifier {
   /** The jkt of a valid, fresh proof for this request; throws InvalidDpopProof or UseDpopNonce. */
   verify(proof: string, context: ProofContext): Promise<string>;
-  /** The nonce to hand out (on a use_dpop_nonce answer), when nonces are on. */
-  readonly nonces: DpopNonces | undefined;
 }
 
 export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new MemoryReplayStore(), now: () => number = Date.now): DpopVerifier {
   const nonces = settings.nonceSecret === undefined ? undefined : new DpopNonces(settings.nonceSecret, now);
   const windowMs = (settings.maxAgeSeconds + 2 * DPOP_LEEWAY_SECONDS) * 1000;
   return {
-    nonces,
     async verify(proof, context) {
       let header: ReturnType<typeof decodeProtectedHeader>;
       try {

@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { InvalidToken } from '../errors.ts';
 import type { ClientCertSource } from '../config.ts';
-import { subjectDer, type TlsMaterial } from '../tls-material.ts';
+import { normalisedSerial, pemCertificates, subjectDer, type TlsMaterial } from '../tls-material.ts';
 import { certificateThumbprint, connectionThumbprint } from './tls.ts';
 
 export interface PartnerCertificate {
@@ -59,10 +59,11 @@ function verifyHeaderCertificate(leaf: X509Certificate, chain: readonly X509Cert
   let current = leaf;
   for (let depth = 0; depth <= MAX_CHAIN; depth += 1) {
     if (Date.parse(current.validFrom) > nowMs || Date.parse(current.validTo) <= nowMs) throw new InvalidToken('client_cert_invalid', 'out_of_date');
+    // An intermediate from the header must itself be a CA: a partner's leaf never issues.
     const issuer = material.caCertificates.find((ca) => current.checkIssued(ca) && current.verify(ca.publicKey))
-      ?? chain.find((candidate) => candidate !== current && current.checkIssued(candidate) && current.verify(candidate.publicKey));
+      ?? chain.find((candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey));
     if (issuer === undefined) throw new InvalidToken('client_cert_invalid', 'untrusted_issuer');
-    if (material.crl !== undefined && material.revoked.get(subjectDer(issuer))?.has(current.serialNumber.toUpperCase().replace(/^0+(?=.)/, '')) === true) {
+    if (material.crl !== undefined && material.revoked.get(subjectDer(issuer))?.has(normalisedSerial(current.serialNumber)) === true) {
       throw new InvalidToken('client_cert_invalid', 'revoked');
     }
     if (material.caCertificates.includes(issuer)) return;
@@ -75,25 +76,22 @@ export interface PartnerCertificates {
   of(socket: TLSSocket, headers: { distinct: NodeJS.Dict<string[]> }): PartnerCertificate;
 }
 
-const derOfConnection = new WeakMap<TLSSocket, Buffer | null>();
+// The socket's own certificate, made once per connection: every request on it shares it.
+const ofConnection = new WeakMap<TLSSocket, PartnerCertificate>();
 
 function socketCertificate(socket: TLSSocket): PartnerCertificate {
-  return {
-    x5t: connectionThumbprint(socket),
-    der: () => {
-      let der = derOfConnection.get(socket);
-      if (der === undefined) {
-        der = socket.getPeerX509Certificate?.()?.raw ?? null;
-        derOfConnection.set(socket, der);
-      }
-      return der ?? undefined;
-    },
-  };
+  let known = ofConnection.get(socket);
+  if (known === undefined) {
+    let der: Buffer | undefined;
+    known = { x5t: connectionThumbprint(socket), der: () => (der ??= socket.getPeerX509Certificate?.()?.raw) };
+    ofConnection.set(socket, known);
+  }
+  return known;
 }
 
 export function partnerCertificates(source: ClientCertSource, material: () => TlsMaterial, now: () => number = Date.now): PartnerCertificates {
   if (source.source === 'tls') return { of: (socket) => socketCertificate(socket) };
-  const proxyCas = source.trustedProxyCa === undefined ? [] : (source.trustedProxyCa.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem));
+  const proxyCas = source.trustedProxyCa === undefined ? [] : pemCertificates('PHANTOM_TRUSTED_PROXY_CA', source.trustedProxyCa);
   const trusted = new WeakMap<TLSSocket, boolean>();
   const isTrustedProxy = (socket: TLSSocket): boolean => {
     let known = trusted.get(socket);

@@ -1,6 +1,6 @@
 // Stages 4 to 8 in the order a request meets them, with no HTTP framework in sight, so the
 // whole decision is testable with plain objects. Any throw stops the request: fail closed.
-import { InvalidToken, MissingCredentials } from '../errors.ts';
+import { InvalidDpopProof, InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { RequestState } from '../request-state.ts';
 import { checkAccessToken, checkIssuerAndAudience, checkScopes, checkSubject, checkTokenTimes, type ClaimRules } from './authorize.ts';
@@ -58,7 +58,7 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
 export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthoriserParts): RequestAuthoriser {
   const atOnce = (state: RequestState, connection?: object): boolean => {
     // A DPoP proof needs its (possibly remote) jti store: never decided synchronously.
-    if (state.token === undefined || state.dpopProof !== undefined) return false;
+    if (state.token === undefined || state.scheme === 'DPoP' || state.dpopProof !== undefined) return false;
     const entry = cache.peek(state.token, connection);
     if (entry === undefined) return false;
     const nowSeconds = Math.floor(now() / 1000);
@@ -74,7 +74,9 @@ export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, no
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
     // Stage 3b: a DPoP proof is checked, and its jti spent, before the AS is asked anything.
     let dpopJkt: string | undefined;
-    if (state.dpopProof !== undefined && dpop !== undefined) {
+    if (state.scheme === 'DPoP' || state.dpopProof !== undefined) {
+      // Never a DPoP request without its proof checked, whatever led here.
+      if (dpop === undefined || state.dpopProof === undefined) throw new InvalidDpopProof('dpop_proof_invalid', 'unchecked');
       dpopJkt = await dpop.verify(state.dpopProof, { method: state.method, htu: state.htu ?? '', token: state.token });
     }
     const partner = state.x5t ?? '';

@@ -82,6 +82,14 @@ export class RoutePolicy {
   }
 }
 
+/**
+ * RFC 9728 metadata is public and served by the sidecar itself: the rule its requests meet, so
+ * they go the way of every anonymous route (no token looked at) and are logged as such.
+ */
+export function resourceMetadataRule(path: string): RouteRule {
+  return { name: 'resource-metadata', methods: new Set(['GET', 'HEAD']), path, scopes: [], anyOf: [], senderConstraints: { mtls: false, dpop: false }, audience: undefined, anonymous: true };
+}
+
 export function defaultPolicy(defaults: PolicyDefaults): RoutePolicy {
   return new RoutePolicy([
     { name: 'default', methods: undefined, path: '/', scopes: defaults.requiredScopes, anyOf: [], senderConstraints: defaults.senderConstraints, audience: undefined, anonymous: false },

@@ -89,13 +89,6 @@ interface SecureServer {
   setSecureContext(options: SecureContextOptions): void;
 }
 
-/** What the listener currently trusts and serves, for the metrics and the connection rules. */
-export interface TlsState {
-  readonly material: TlsMaterial;
-  /** Goes up each time the partner CA bundle or the CRLs change. */
-  readonly trustGeneration: number;
-}
-
 export interface TlsReloadHooks {
   /** The partner CAs or CRLs changed: connections made under the old ones must go. */
   onTrustChanged(generation: number): void;
@@ -109,7 +102,7 @@ export interface TlsReloadHooks {
  * a key that does not match) are not used; the current ones stay. A CRL past its nextUpdate is
  * warned about on every check, since that is how revocation stops working unnoticed.
  */
-export class TlsReloader implements TlsState {
+export class TlsReloader {
   #material: TlsMaterial;
   #trustGeneration = 0;
   readonly #tls: Config['tls'];
@@ -136,10 +129,6 @@ export class TlsReloader implements TlsState {
 
   get material(): TlsMaterial {
     return this.#material;
-  }
-
-  get trustGeneration(): number {
-    return this.#trustGeneration;
   }
 
   start(): void {
