@@ -8,7 +8,7 @@ import { checkIssuerAndAudience, checkScopes, checkTokenTimes } from '../src/pip
 import { checkBinding } from '../src/pipeline/binding.ts';
 import { JwtMinter } from '../src/pipeline/upstream-token.ts';
 import { upstreamRequestHeaders } from '../src/pipeline/proxy.ts';
-import { createLogger, logAccess } from '../src/log.ts';
+import { accessWriter, createLogger } from '../src/log.ts';
 import { SidecarMetrics } from '../src/metrics.ts';
 import { interactionIdOf } from '../src/http/interaction-id.ts';
 import type { IncomingMessage } from 'node:http';
@@ -43,5 +43,6 @@ await measure('time, iss/aud, binding, scope checks', () => { checkTokenTimes(cl
 await measure('minted JWT reuse', () => minter.jwtFor(entry, Math.floor(Date.now() / 1000)));
 await measure('upstream request headers', () => upstreamRequestHeaders(headers, { jwt: 'j', interactionId: 'i', clientIp: '127.0.0.1', checkedHost: 'h', forwardCookies: false }));
 const line = { interactionId: 'i', method: 'GET', path: '/api/accounts', status: 200, durationMs: 1.2, cache: 'hit' as const, clientId: 'partner-a', sub: undefined, x5t, reason: undefined, detail: undefined, rule: undefined, anonymous: false };
-await measure('access log line', () => logAccess(logger, line));
+const writeAccess = accessWriter(logger);
+await measure('access log line', () => writeAccess(line));
 await measure('metrics record', () => metrics.record(line));

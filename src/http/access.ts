@@ -1,7 +1,7 @@
 // The access line and the request metrics of every request, written once its response is
 // over: sent, refused, or cut off by the client or a timeout.
 import type { Logger } from 'pino';
-import { accessLogger, logAccess, pathOnly, type AccessLine } from '../log.ts';
+import { accessWriter, pathOnly, type AccessLine } from '../log.ts';
 import type { SidecarMetrics } from '../metrics.ts';
 import type { RequestState } from '../request-state.ts';
 
@@ -9,16 +9,16 @@ import type { RequestState } from '../request-state.ts';
 export const CLIENT_CLOSED_REQUEST = 499;
 
 export class AccessRecorder {
-  readonly #logger: Logger;
+  readonly #write: (line: AccessLine) => void;
   readonly #metrics: SidecarMetrics;
 
   constructor(logger: Logger, metrics: SidecarMetrics) {
-    this.#logger = accessLogger(logger);
+    this.#write = accessWriter(logger);
     this.#metrics = metrics;
   }
 
   record(line: AccessLine): void {
-    logAccess(this.#logger, line);
+    this.#write(line);
     this.#metrics.record(line);
   }
 }
