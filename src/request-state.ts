@@ -41,6 +41,8 @@ export interface RequestState {
   /** The status of a response the sidecar could not write through Fastify (a timeout). */
   rawStatus: number | undefined;
   startedAt: number;
+  /** Whether the response's end is watched for (its access line and releases). */
+  tracked: boolean;
   /** Whether the response is over (sent, or the connection gone). */
   ended: boolean;
   /** What to give back when the response is over: a partner's slot, an upstream slot. */
@@ -67,6 +69,7 @@ export function newRequestState(): RequestState {
     htu: undefined,
     rawStatus: undefined,
     startedAt: performance.now(),
+    tracked: false,
     ended: false,
     atEnd: [],
   };

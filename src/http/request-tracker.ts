@@ -19,7 +19,6 @@ export class RequestTracker {
   readonly #access: AccessRecorder;
   // The request each connection is serving, for a deadline Node reports on the socket.
   readonly #serving = new WeakMap<Duplex, RequestState>();
-  readonly #tracked = new WeakSet<RequestState>();
 
   constructor(access: AccessRecorder) {
     this.#access = access;
@@ -28,8 +27,8 @@ export class RequestTracker {
   /** Watches the request's response; idempotent, so any hook (or an early error) may call it. */
   track(request: FastifyRequest, reply: FastifyReply): void {
     const state = stateOf(request);
-    if (this.#tracked.has(state)) return;
-    this.#tracked.add(state);
+    if (state.tracked) return;
+    state.tracked = true;
     const socket = request.raw.socket;
     this.#serving.set(socket, state);
     reply.raw.once('close', () => {
