@@ -140,10 +140,49 @@ export class InternalError extends SidecarError {
   }
 }
 
+/**
+ * The `error` member of a body whose refusal has no RFC 6750 code (no credentials, or a
+ * refusal at the HTTP level or by the sidecar's own trouble): a closed set, by status.
+ */
+export type PublicErrorCode =
+  | 'unauthorized'
+  | 'invalid_request'
+  | 'access_denied'
+  | 'method_not_allowed'
+  | 'request_timeout'
+  | 'request_too_large'
+  | 'misdirected_request'
+  | 'rate_limited'
+  | 'client_closed_request'
+  | 'server_error'
+  | 'bad_gateway'
+  | 'temporarily_unavailable'
+  | 'gateway_timeout';
+
+const PUBLIC_ERROR_CODES: Readonly<Record<number, PublicErrorCode>> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'access_denied',
+  405: 'method_not_allowed',
+  408: 'request_timeout',
+  413: 'request_too_large',
+  421: 'misdirected_request',
+  429: 'rate_limited',
+  499: 'client_closed_request',
+  502: 'bad_gateway',
+  503: 'temporarily_unavailable',
+  504: 'gateway_timeout',
+};
+
+/** The body's `error`: the RFC 6750/9449 code where there is one, else ours for the status. */
+export function errorCodeOf(error: SidecarError): BearerErrorCode | PublicErrorCode {
+  return error.bearerError ?? PUBLIC_ERROR_CODES[error.status] ?? 'server_error';
+}
+
 export interface ErrorResponse {
   status: number;
   headers: Record<string, string | string[]>;
-  body: { error?: BearerErrorCode; error_description: string };
+  body: { error: BearerErrorCode | PublicErrorCode; error_description: string };
 }
 
 /** What the challenges of a response depend on besides the error. */
@@ -207,11 +246,7 @@ export function toErrorResponse(error: SidecarError, context: ChallengeContext |
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   if (error instanceof RequestRejected && error.allow !== undefined) headers.allow = error.allow;
   if (error instanceof UseDpopNonce) headers['dpop-nonce'] = error.nonce;
-  const code = error.bearerError;
-  const body = code === undefined
-    ? { error_description: error.message }
-    : { error: code, error_description: error.message };
-  return { status: error.status, headers, body };
+  return { status: error.status, headers, body: { error: errorCodeOf(error), error_description: error.message } };
 }
 
 interface ErrorWithStatus {

@@ -48,6 +48,11 @@ const SIDECAR_ONLY = new Set([
   'x-remote-user',
   'x-userinfo',
   'dpop',
+  // Method overrides: an API (or its framework) that honours one would run a DELETE under a
+  // route rule that allowed a POST. Dropped, so the API sees the method the policy judged.
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
 ]);
 const SIDECAR_ONLY_PREFIXES = [
   'x-client-cert',

@@ -182,7 +182,7 @@ describe('a bug in the sidecar', () => {
       const before = upstream.received.length;
       const response = await sidecarCall(sidecar, freshToken());
       assert.equal(response.status, 500);
-      assert.deepEqual(response.json, { error_description: 'Internal error' });
+      assert.deepEqual(response.json, { error: 'server_error', error_description: 'Internal error' });
       assert.equal(upstream.received.length, before);
       await accessLineFor(sidecar.logs, response);
       const logs = sidecar.logs.join('\n');

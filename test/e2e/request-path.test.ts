@@ -114,7 +114,7 @@ describe('the request path over real TLS', () => {
       const response = await asA({ headers: {} });
       assert.equal(response.status, 401);
       assert.equal(response.headers['www-authenticate'], 'Bearer realm="phantom-sidecar"');
-      assert.equal(response.json.error, undefined);
+      assert.equal(response.json.error, 'unauthorized');
     });
 
     test('Basic credentials: 401 with a bare Bearer challenge', async () => {

@@ -19,7 +19,7 @@ test('no credentials: 401 with a bare challenge and no error code (RFC 6750 §3.
   const response = toErrorResponse(new MissingCredentials('no_credentials'), 'r');
   assert.equal(response.status, 401);
   assert.equal(response.headers['www-authenticate'], 'Bearer realm="r"');
-  assert.deepEqual(response.body, { error_description: 'No access token was presented' });
+  assert.deepEqual(response.body, { error: 'unauthorized', error_description: 'No access token was presented' });
 });
 
 const coded = [
@@ -61,7 +61,27 @@ test('authorization server trouble is 503 with Retry-After and no challenge: nev
   assert.equal(response.status, 503);
   assert.equal(response.headers['retry-after'], '5');
   assert.equal(response.headers['www-authenticate'], undefined);
-  assert.equal(response.body.error, undefined);
+  assert.equal(response.body.error, 'temporarily_unavailable');
+});
+
+test('every error body has an error member from the closed set and a description', () => {
+  const cases = [
+    [new RequestRejected(405, 'method_not_allowed', { allow: 'GET' }), 'method_not_allowed'],
+    [new RequestRejected(429, 'failed_token_limit'), 'rate_limited'],
+    [new RequestRejected(413, 'body_too_large'), 'request_too_large'],
+    [new RequestRejected(403, 'no_matching_rule'), 'access_denied'],
+    [new RequestRejected(421, 'misdirected_request'), 'misdirected_request'],
+    [new RequestRejected(408, 'request_timeout'), 'request_timeout'],
+    [new RequestRejected(503, 'upstream_busy'), 'temporarily_unavailable'],
+    [new UpstreamUnavailable(), 'bad_gateway'],
+    [new UpstreamTimeout(), 'gateway_timeout'],
+    [new InternalError(), 'server_error'],
+  ] as const;
+  for (const [error, code] of cases) {
+    const { body } = toErrorResponse(error, 'r');
+    assert.deepEqual(Object.keys(body).sort(), ['error', 'error_description'], error.reason);
+    assert.equal(body.error, code, error.reason);
+  }
 });
 
 test('upstream failures are 502 and 504 without a challenge', () => {

@@ -60,6 +60,12 @@ test('identity and routing headers other gateways set, and names with "_", never
   assert.equal(headers['x-kept'], 'yes');
 });
 
+test('method override headers never reach the API: the API runs the method the policy judged', () => {
+  const headers = upstreamRequestHeaders({ 'x-http-method-override': 'DELETE', 'x-http-method': 'DELETE', 'x-method-override': 'PUT', accept: '*/*' }, own);
+  for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override']) assert.equal(headers[name], undefined, name);
+  assert.equal(headers.accept, '*/*');
+});
+
 test('Cookie is dropped unless PHANTOM_FORWARD_COOKIES=true', () => {
   assert.equal(upstreamRequestHeaders({ cookie: 'session=1' }, own).cookie, undefined);
   assert.equal(upstreamRequestHeaders({ cookie: 'session=1' }, { ...own, forwardCookies: true }).cookie, 'session=1');
