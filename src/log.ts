@@ -2,6 +2,7 @@
 // The access line is built field by field from values the pipeline chose to expose, so a
 // token, a JWT, a secret or a key cannot reach it by accident; the redact paths below are
 // a second belt for anything logged with a request or error object attached.
+import { LRUCache } from 'lru-cache';
 import { pino, type Logger } from 'pino';
 import type { LogLevel } from './config.ts';
 import type { RefusalReason } from './reasons.ts';
@@ -94,4 +95,33 @@ export function accessLineText(line: AccessLine, time: number): string {
   if (line.rule !== undefined) text += `,"rule":${JSON.stringify(line.rule)}`;
   if (line.anonymous) text += ',"anonymous":true';
   return `${text},"msg":"request"}\n`;
+}
+
+/**
+ * At most one line per key and interval, so a flood of the same failure cannot flood the log
+ * (nor grow memory: keys are bounded). The line that is let through says how many of its
+ * kind were held back since the last one.
+ */
+export class LogThrottle {
+  readonly #intervalMs: number;
+  readonly #now: () => number;
+  readonly #last: LRUCache<string, { at: number; suppressed: number }>;
+
+  constructor(intervalMs: number, now: () => number = Date.now, maxKeys = 10_000) {
+    this.#intervalMs = intervalMs;
+    this.#now = now;
+    this.#last = new LRUCache({ max: maxKeys });
+  }
+
+  /** The count held back since the last line of this key, when a line may go out now; else undefined. */
+  admit(key: string): number | undefined {
+    const now = this.#now();
+    const last = this.#last.get(key);
+    if (last !== undefined && now - last.at < this.#intervalMs) {
+      last.suppressed += 1;
+      return undefined;
+    }
+    this.#last.set(key, { at: now, suppressed: 0 });
+    return last?.suppressed ?? 0;
+  }
 }

@@ -61,6 +61,8 @@ async function main(): Promise<void> {
     { upstream_token: config.upstreamToken.mode, require_binding: config.requireBinding, cache_max_ttl_s: config.cache.maxTtlSeconds },
     'phantom-sidecar ready',
   );
+  // Said in the log, never a gate: readiness stays the listener's.
+  void sidecar.probe();
 
   // SIGTERM: no new connections; every request already accepted is answered in full, each on
   // a connection that then closes; past PHANTOM_DRAIN_TIMEOUT_S what is left is cut.

@@ -12,10 +12,13 @@ export interface MetricSources {
   upstreamSlotsInUse(): number;
   /** The server certificate's notAfter, ms since the epoch. */
   serverNotAfterMs(): number;
-  /** The earliest nextUpdate of the partner CRLs, ms since the epoch; undefined without CRLs. */
-  crlNextUpdateMs(): number | undefined;
-  /** 1 connected, 0 not; undefined without Redis. */
-  fleetConnected?(): number | undefined;
+  /**
+   * The earliest nextUpdate of the partner CRLs, ms since the epoch. Absent without CRLs: a
+   * metric of a feature not configured is not exposed, so that no alert on it can fire.
+   */
+  crlNextUpdateMs?: (() => number | undefined) | undefined;
+  /** 1 connected, 0 not. Absent without Redis. */
+  fleetConnected?: (() => number) | undefined;
   now(): number;
 }
 
@@ -78,14 +81,67 @@ export class SidecarMetrics {
     this.registry.registerMetric(this.#ssf);
     this.registry.registerMetric(this.#introspection);
     this.registry.registerMetric(this.#propagation);
-    gauge(this.registry, 'phantom_redis_connected', 'Whether the fleet\'s Redis answers (1) or not (0); absent without Redis', () => sources.fleetConnected?.());
+    const { fleetConnected, crlNextUpdateMs } = sources;
+    if (fleetConnected !== undefined) {
+      gauge(this.registry, 'phantom_redis_connected', 'Whether the fleet\'s Redis answers in time (1) or not (0); absent without Redis', fleetConnected);
+      this.registry.registerMetric(this.#rejectedValues);
+    }
     gauge(this.registry, 'phantom_tls_server_certificate_expiry_seconds', 'Seconds until the server certificate\'s notAfter', () => seconds(sources.serverNotAfterMs()));
-    gauge(
-      this.registry,
-      'phantom_tls_crl_next_update_seconds',
-      'Seconds until the earliest nextUpdate of the partner CRLs; negative: a CRL is stale and its partners fail the handshake',
-      () => seconds(sources.crlNextUpdateMs()),
-    );
+    if (crlNextUpdateMs !== undefined) {
+      gauge(
+        this.registry,
+        'phantom_tls_crl_next_update_seconds',
+        'Seconds until the earliest nextUpdate of the partner CRLs; negative: a CRL is stale and its partners fail the handshake; absent without CRLs',
+        () => seconds(crlNextUpdateMs()),
+      );
+    }
+    this.registry.registerMetric(this.#handshakeFailures);
+    this.registry.registerMetric(this.#asFailures);
+    this.registry.registerMetric(this.#connectionsRefused);
+  }
+
+  readonly #handshakeFailures = new Counter({
+    name: 'phantom_tls_handshake_failures_total',
+    help: 'TLS handshakes refused or failed, by reason: expired, unknown_ca, revoked, no_certificate, handshake_timeout, protocol, other',
+    labelNames: ['reason'],
+    registers: [],
+  });
+
+  handshakeFailed(reason: string): void {
+    this.#handshakeFailures.inc({ reason });
+  }
+
+  readonly #asFailures = new Counter({
+    name: 'phantom_as_failures_total',
+    help: 'Calls to the authorization server that gave no usable answer, by reason (as_unreachable, as_timeout, as_error_status, ...)',
+    labelNames: ['reason'],
+    registers: [],
+  });
+
+  asFailed(reason: string): void {
+    this.#asFailures.inc({ reason });
+  }
+
+  readonly #connectionsRefused = new Counter({
+    name: 'phantom_connections_refused_total',
+    help: 'Connections closed at the handshake because a cap was reached: per_client (PHANTOM_MAX_CONNECTIONS_PER_CLIENT) or total (PHANTOM_MAX_CONNECTIONS)',
+    labelNames: ['cap'],
+    registers: [],
+  });
+
+  connectionRefused(cap: 'per_client' | 'total'): void {
+    this.#connectionsRefused.inc({ cap });
+  }
+
+  readonly #rejectedValues = new Counter({
+    name: 'phantom_redis_rejected_values_total',
+    help: 'Values read from Redis that did not open under PHANTOM_REDIS_KEY (forged, moved, or sealed under another key), by kind; each was a miss',
+    labelNames: ['kind'],
+    registers: [],
+  });
+
+  redisValueRejected(kind: 'answer' | 'revocation'): void {
+    this.#rejectedValues.inc({ kind });
   }
 
   readonly #introspection = new Histogram({

@@ -27,6 +27,8 @@ import { releaseAtEnd, type RequestState } from './request-state.ts';
 import { IntrospectionCache } from './pipeline/cache.ts';
 import { IntrospectionClient, type Introspector } from './pipeline/introspect.ts';
 import { connectAuthorizationServer } from './authorization-server/connection.ts';
+import { probeAuthorizationServer, type ProbeOutcome } from './authorization-server/probe.ts';
+import { AsTroubleReporter } from './authorization-server/trouble.ts';
 import { IntrospectionCapacity } from './pipeline/introspection-capacity.ts';
 import { PartnerLimits } from './pipeline/partner-limits.ts';
 import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './pipeline/proxy.ts';
@@ -70,16 +72,16 @@ export interface Sidecar {
   policy: PolicySource;
   /** Starts a graceful drain: every response from now on closes its connection. */
   drain(): void;
+  /** One introspection of a random token, its outcome logged (a start-up check). */
+  probe(): Promise<ProbeOutcome>;
 }
 
 export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
   const { logger } = parts;
   const now = parts.now ?? Date.now;
   const as = connectAuthorizationServer(config, logger);
-  const introspector = new IntrospectionCapacity(
-    parts.introspector ?? new IntrospectionClient(config.introspection, as),
-    config.limits.maxConcurrentIntrospections,
-  );
+  const client = parts.introspector ?? new IntrospectionClient(config.introspection, as);
+  const introspector = new IntrospectionCapacity(client, config.limits.maxConcurrentIntrospections);
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const fleet = buildFleet(config, logger);
   const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level, fleet.level !== undefined || fleet.ssf !== undefined);
@@ -120,11 +122,13 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     upstreamSlotsInUse: () => slots.used,
     fleetConnected: fleet.connected,
     serverNotAfterMs: () => (tls?.material ?? config.tls).serverNotAfterMs,
-    crlNextUpdateMs: () => (tls?.material ?? config.tls).crlNextUpdateMs,
+    crlNextUpdateMs: config.tls.paths.crl.length === 0 ? undefined : () => (tls?.material ?? config.tls).crlNextUpdateMs,
     now,
   });
   const access = new AccessRecorder(logger, metrics);
   introspector.observe = (seconds, outcome) => metrics.introspected(seconds, outcome);
+  const trouble = new AsTroubleReporter(logger, (reason) => metrics.asFailed(reason), now);
+  introspector.failed = (error) => trouble.failed(error);
   fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds));
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
@@ -280,6 +284,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     tls: reloader,
     limits,
     policy,
+    probe: () => probeAuthorizationServer(client, as.ready, logger),
     drain: () => {
       connections.drain();
       server.closeIdleConnections();

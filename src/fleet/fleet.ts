@@ -13,8 +13,8 @@ export interface Fleet {
   level: FleetLevel | undefined;
   replay: ReplayStore;
   ssf: SsfReceiver | undefined;
-  /** 1 or 0 for the metric; undefined without Redis. */
-  connected(): number | undefined;
+  /** 1 or 0 for the metric; undefined without Redis (and then no metric). */
+  connected: (() => number) | undefined;
   /** Lets revocations and reconnections reach the in-process cache; `applied` times each one. */
   attach(cache: IntrospectionCache, applied?: (seconds: number) => void): void;
   close(): Promise<void>;
@@ -58,7 +58,7 @@ export function buildFleet(config: Config, logger: Logger): Fleet {
     level: redis === undefined ? undefined : { shared: redis, lockTtlMs: config.introspection.timeoutMs, degradedTtlMs: config.fleet.degradedTtlSeconds * 1000 },
     replay: redis === undefined ? new MemoryReplayStore() : new FleetReplayStore(redis),
     ssf,
-    connected: () => (redis === undefined ? undefined : redis.connected ? 1 : 0),
+    connected: redis === undefined ? undefined : () => (redis.connected ? 1 : 0),
     attach(target, applied) {
       cache = target;
       redis?.onRevocation((subjects, publishedAt) => {

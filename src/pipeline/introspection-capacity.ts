@@ -11,6 +11,8 @@ export class IntrospectionCapacity implements Introspector {
 
   /** Told of each call's duration and outcome, for the metrics. */
   observe: (seconds: number, outcome: 'answered' | 'failed') => void = () => undefined;
+  /** Told of each call that gave no usable answer (the capacity refusal included), for the operator. */
+  failed: (error: unknown) => void = () => undefined;
 
   constructor(inner: Introspector, max: number) {
     this.#inner = inner;
@@ -18,7 +20,11 @@ export class IntrospectionCapacity implements Introspector {
   }
 
   async introspect(token: string): Promise<Introspection> {
-    if (this.#inFlight >= this.#max) throw new AuthorizationServerUnavailable('as_capacity');
+    if (this.#inFlight >= this.#max) {
+      const refusal = new AuthorizationServerUnavailable('as_capacity');
+      this.failed(refusal);
+      throw refusal;
+    }
     this.#inFlight += 1;
     const started = performance.now();
     try {
@@ -27,6 +33,7 @@ export class IntrospectionCapacity implements Introspector {
       return answer;
     } catch (error) {
       this.observe((performance.now() - started) / 1000, 'failed');
+      this.failed(error);
       throw error;
     } finally {
       this.#inFlight -= 1;

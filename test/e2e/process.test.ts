@@ -54,6 +54,9 @@ test('probes: alive, ready once listening, the JWKS published; SIGTERM drains an
     assert.equal(keys[0]?.alg, 'ES256');
     assert.equal(keys[0]?.d, undefined);
     assert.match(jwks?.headers.get('cache-control') ?? '', /max-age=60/);
+    // The AS of this environment cannot be reached: the start-up check says so, and the pod is still ready.
+    for (let attempt = 0; attempt < 100 && !output.includes('start-up check'); attempt += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.match(output, /"level":"warn".*"reason":"as_unreachable".*"remedy":"[^"]*PHANTOM_INTROSPECTION_URL.*start-up check: the authorization server gave no usable answer/);
     child.kill('SIGTERM');
     assert.equal(await exit, 0);
     assert.match(output, /"msg":"draining"/);
