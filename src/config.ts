@@ -99,6 +99,11 @@ export interface Config {
     maxConcurrentPerClient: number;
     maxFailedTokensPerMinute: number;
     maxConcurrentIntrospections: number;
+    /** Introspections of tokens the cache does not know, in flight for one partner at once. */
+    maxConcurrentIntrospectionsPerClient: number;
+    /** TLS connections open at once, all partners together, and per partner certificate. */
+    maxConnections: number;
+    maxConnectionsPerClient: number;
   };
   upstream: { url: URL; timeoutMs: number; connections: number; queueTimeoutMs: number };
   introspection: {
@@ -216,6 +221,10 @@ function readLimits(env: EnvReader): Config['limits'] {
     maxConcurrentPerClient: env.integer('PHANTOM_MAX_CONCURRENT_PER_CLIENT', 64, 1, 100_000),
     maxFailedTokensPerMinute: env.integer('PHANTOM_MAX_FAILED_TOKENS_PER_MIN', 60, 1, 1_000_000),
     maxConcurrentIntrospections: env.integer('PHANTOM_MAX_CONCURRENT_INTROSPECTIONS', 64, 1, 10_000),
+    maxConcurrentIntrospectionsPerClient: env.integer('PHANTOM_MAX_CONCURRENT_INTROSPECTIONS_PER_CLIENT', 16, 1, 10_000),
+    // About 80 KB of memory per idle TLS connection: 1,000 fit beside the cache in 256 MiB.
+    maxConnections: env.integer('PHANTOM_MAX_CONNECTIONS', 1000, 1, 1_000_000),
+    maxConnectionsPerClient: env.integer('PHANTOM_MAX_CONNECTIONS_PER_CLIENT', 256, 1, 1_000_000),
   };
 }
 

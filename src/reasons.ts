@@ -52,6 +52,7 @@ export const REASON_DESCRIPTIONS = {
   request_timeout: 'The request was not received in time',
   client_concurrency_limit: 'Too many concurrent requests from this client; try again later',
   failed_token_limit: 'Too many invalid access tokens from this client; try again later',
+  introspection_concurrency_limit: 'Too many new access tokens from this client at once; try again later',
   // The authorization server could not give a usable answer: 503.
   as_unreachable: AS_DESCRIPTION,
   as_timeout: AS_DESCRIPTION,

@@ -14,12 +14,14 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from './config.ts';
-import { RequestRejected, type AuthScheme, type ChallengeContext } from './errors.ts';
+import { InternalError, RequestRejected, type AuthScheme, type ChallengeContext } from './errors.ts';
+import { ConnectionAdmission } from './http/admission.ts';
+import { IdleDrain } from './http/drain.ts';
 import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
 import { interactionIdOf } from './http/interaction-id.ts';
-import { createListener, handshakeOnlyCa } from './http/listener.ts';
+import { checkingIntervalMs, createListener, handshakeOnlyCa } from './http/listener.ts';
 import { writeRawRefusal } from './http/raw-refusal.ts';
 import { REALM, errorReplier } from './http/reply-error.ts';
 import { SidecarMetrics } from './metrics.ts';
@@ -85,7 +87,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
   const fleet = buildFleet(config, logger);
   const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level, fleet.level !== undefined || fleet.ssf !== undefined);
-  const limits = new PartnerLimits(config.limits, now);
+  const limits = new PartnerLimits(config.limits, now, config.introspection.timeoutMs);
   const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, fleet.replay, now) : undefined;
   const authorise = createRequestAuthoriser({
     dpop,
@@ -112,6 +114,13 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const partners = partnerCertificates(config.clientCert, () => tls?.material ?? config.tls, now);
   const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
   const connections = new ConnectionRules(config.tls.maxConnectionAgeSeconds, now);
+  const admission = new ConnectionAdmission(
+    // A head already begun meets Node's own 408 first (its checks run every checkingIntervalMs).
+    { maxConnectionsPerClient: config.limits.maxConnectionsPerClient, firstRequestTimeoutMs: config.http.headersTimeoutMs + checkingIntervalMs(config.http) },
+    { handshakeFailed: (reason) => metrics.handshakeFailed(reason), refused: (cap) => metrics.connectionRefused(cap) },
+    logger,
+    now,
+  );
   const slots = new UpstreamSlots(config.upstream.connections);
   // Reads the TLS state the reloader keeps; the reloader needs the server, made below.
   let tls: TlsReloader | undefined;
@@ -132,6 +141,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds));
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
+  const idle = new IdleDrain(config.http.keepAliveTimeoutMs, (socket) => tracker.isServing(socket));
   const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);
   // Bearer carries certificate-bound tokens (and unbound ones where binding is optional).
   const acceptedSchemes = { bearer: config.senderConstraints.mtls || !config.requireBinding, dpop: config.senderConstraints.dpop };
@@ -174,7 +184,11 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     track(request, reply);
     const state = request.phantom;
     const { raw } = request;
-    const partner = partners.of(raw.socket as TLSSocket, { distinct: raw.headersDistinct });
+    const socket = raw.socket as TLSSocket;
+    // The admission destroyed every unverified connection; this never lets one through if not.
+    if (!socket.authorized) throw new InternalError('unverified_connection');
+    admission.requestArrived(socket);
+    const partner = partners.of(socket, { distinct: raw.headersDistinct });
     state.x5t = partner.x5t;
     if (config.forwardClientCert) state.partnerCertificate = partner.der;
     checkMethod(request.method, target);
@@ -254,7 +268,16 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     tracker.record(interactionId, 'CONNECT', refusal);
     writeRawRefusal(socket, refusal, interactionId);
   });
-  server.on('secureConnection', (socket: Socket) => connections.born(socket));
+  // First, before HTTP's own listener: an unverified or over-cap connection never reaches it.
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    if (!admission.admit(socket)) return;
+    connections.born(socket);
+    idle.opened(socket);
+  });
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => admission.handshakeError(error, socket));
+  // Past PHANTOM_MAX_CONNECTIONS, Node closes new TCP connections before any TLS work.
+  server.maxConnections = config.limits.maxConnections;
+  server.on('drop', () => metrics.connectionRefused('total'));
   const reloader = new TlsReloader(server, config.tls, logger, {
     onTrustChanged: (generation) => {
       connections.trustChanged(generation);
@@ -268,6 +291,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   app.addHook('onClose', async () => {
     reloader.stop();
     policy.stop();
+    idle.stop();
     await introspector.close();
     await as.close();
     await fleet.close();
@@ -287,7 +311,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     probe: () => probeAuthorizationServer(client, as.ready, logger),
     drain: () => {
       connections.drain();
-      server.closeIdleConnections();
+      idle.start(server);
     },
   };
 }

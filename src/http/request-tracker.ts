@@ -39,6 +39,11 @@ export class RequestTracker {
     });
   }
 
+  /** Whether a request is being served on this connection (its response not yet over). */
+  isServing(socket: Duplex): boolean {
+    return this.#serving.has(socket);
+  }
+
   /** Fastify's clientErrorHandler: a head that never ended, a body too slow, an unparsable request. */
   onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
     if (error.code === 'ECONNRESET' || socket.destroyed) return;

@@ -7,6 +7,7 @@ import type { Config } from '../config.ts';
 import type { CacheOutcome } from '../request-state.ts';
 import type { Introspection, Introspector } from './introspect.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
+import type { IntrospectionTicket } from './partner-limits.ts';
 
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
 export interface UpstreamJwt {
@@ -25,8 +26,8 @@ export interface CacheEntry {
 export interface Lookup {
   entry: CacheEntry;
   outcome: Exclude<CacheOutcome, 'none'>;
-  /** On a miss, what `beforeCall` returned: the caller refunds it once the token proves good. */
-  charge?: () => void;
+  /** On a miss, what `beforeCall` gave: the caller settles it once the answer is judged. */
+  ticket?: IntrospectionTicket;
 }
 
 export function tokenKey(token: string): string {
@@ -119,8 +120,11 @@ function isUnreachable(error: unknown): boolean {
 interface Resolved {
   entry: CacheEntry;
   outcome: 'miss' | 'fleet' | 'stale';
-  charge?: () => void;
+  ticket?: IntrospectionTicket;
 }
+
+/** Runs before a new call to the authorization server; may wait, or refuse by throwing. */
+export type BeforeCall = () => Promise<IntrospectionTicket>;
 
 export class IntrospectionCache {
   readonly #introspector: Introspector;
@@ -165,7 +169,7 @@ export class IntrospectionCache {
    * The answer for this token: from the cache, from a call already under way, from another
    * pod (the fleet level), or a new call. `connection` (the client's socket) lets a repeated
    * token skip its hash. `beforeCall` runs only when a new call to the authorization server is
-   * about to be made; it may refuse it by throwing, and what it returns comes back as `charge`.
+   * about to be made; it may wait or refuse by throwing, and its ticket comes back with a miss.
    */
   /** The cached answer for this token, if there is one now: no call, no promise. */
   peek(token: string, connection?: object): CacheEntry | undefined {
@@ -173,7 +177,7 @@ export class IntrospectionCache {
     return this.#active?.get(key) ?? this.#inactive?.get(key);
   }
 
-  async lookup(token: string, connection?: object, beforeCall?: () => () => void): Promise<Lookup> {
+  async lookup(token: string, connection?: object, beforeCall?: BeforeCall): Promise<Lookup> {
     const key = keyFor(token, connection);
     const cached = this.#active?.get(key) ?? this.#inactive?.get(key);
     if (cached !== undefined) return { entry: cached, outcome: 'hit' };
@@ -191,7 +195,7 @@ export class IntrospectionCache {
     }
   }
 
-  async #resolve(key: string, token: string, beforeCall: (() => () => void) | undefined): Promise<Resolved> {
+  async #resolve(key: string, token: string, beforeCall: BeforeCall | undefined): Promise<Resolved> {
     const fleet = this.#fleet;
     let locked = false;
     if (fleet !== undefined && fleet.shared.connected) {
@@ -209,17 +213,19 @@ export class IntrospectionCache {
         return { entry, outcome: 'fleet' };
       }
     }
-    const charge = beforeCall?.();
+    let ticket: IntrospectionTicket | undefined;
     try {
+      // No await without a beforeCall: the call starts in this very turn.
+      if (beforeCall !== undefined) ticket = await beforeCall();
       // A failure rejects here and is never stored.
       const entry: CacheEntry = { introspection: await this.#introspector.introspect(token) };
       const ttl = cacheLifetimeMs(entry.introspection, this.#settings, this.#now());
       this.#store(key, entry, ttl);
       if (fleet !== undefined && ttl > 0) await fleet.shared.set(key, entry.introspection, ttl, subjectsOf(entry.introspection, key));
-      return charge === undefined ? { entry, outcome: 'miss' } : { entry, outcome: 'miss', charge };
+      return ticket === undefined ? { entry, outcome: 'miss' } : { entry, outcome: 'miss', ticket };
     } catch (error) {
       // The authorization server failing is nobody's failed token.
-      charge?.();
+      ticket?.release();
       const stale = isUnreachable(error) ? this.#stale?.get(key) : undefined;
       if (stale !== undefined && stale.introspection.active && (stale.introspection.claims.exp ?? Number.POSITIVE_INFINITY) * 1000 > this.#now()) {
         return { entry: stale, outcome: 'stale' };

@@ -52,8 +52,8 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
 /**
  * Decides one request whose token stage 3 extracted and whose partner thumbprint stage 1
  * recorded; on success `state.upstreamJwt` holds the JWT to forward. A token the cache does
- * not know costs the partner one failed token in advance; it is refunded unless the token
- * proves invalid.
+ * not know takes one of the partner's introspection slots; a token or proof that proves
+ * invalid costs it one failure of its budget.
  */
 export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthoriserParts): RequestAuthoriser {
   const atOnce = (state: RequestState, connection?: object): boolean => {
@@ -72,24 +72,33 @@ export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, no
   };
   const authorise = async (state: RequestState, connection?: object): Promise<void> => {
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
+    const partner = state.x5t ?? '';
     // Stage 3b: a DPoP proof is checked, and its jti spent, before the AS is asked anything.
     let dpopJkt: string | undefined;
     if (state.scheme === 'DPoP' || state.dpopProof !== undefined) {
       // Never a DPoP request without its proof checked, whatever led here.
       if (dpop === undefined || state.dpopProof === undefined) throw new InvalidDpopProof('dpop_proof_invalid', 'unchecked');
-      dpopJkt = await dpop.verify(state.dpopProof, { method: state.method, htu: state.htu ?? '', token: state.token });
+      // A partner whose failures are spent costs no signature check either.
+      limits.checkFailureBudget(partner);
+      try {
+        dpopJkt = await dpop.verify(state.dpopProof, { method: state.method, htu: state.htu ?? '', token: state.token });
+      } catch (error) {
+        if (error instanceof InvalidDpopProof) limits.recordFailure(partner);
+        throw error;
+      }
     }
-    const partner = state.x5t ?? '';
-    const { entry, outcome, charge } = await cache.lookup(state.token, connection, () => limits.chargeIntrospection(partner));
+    const { entry, outcome, ticket } = await cache.lookup(state.token, connection, () => limits.admitIntrospection(partner));
     state.cache = outcome;
     const nowSeconds = Math.floor(now() / 1000);
     try {
       checkAnswer(entry.introspection, state, dpopJkt, rules, nowSeconds);
     } catch (error) {
-      if (!(error instanceof InvalidToken)) charge?.();
+      // Only a token that proves invalid is a failure; a missing scope is the partner's right to ask.
+      if (error instanceof InvalidToken) ticket?.failed();
       throw error;
+    } finally {
+      ticket?.release();
     }
-    charge?.();
     state.upstreamJwt = await tokens.jwtFor(entry, nowSeconds);
   };
   return Object.assign(authorise, { atOnce });

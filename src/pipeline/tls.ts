@@ -1,6 +1,6 @@
-// Stage 1: mutual TLS. The handshake itself refuses a missing, untrusted, expired or revoked
-// client certificate (requestCert + rejectUnauthorized, and the CRLs when configured), so
-// nothing of such a peer reaches HTTP. The certificate's RFC 8705 thumbprint is computed once
+// Stage 1: mutual TLS. The handshake verifies the client certificate (chain, dates, and the
+// CRLs when configured); a missing, untrusted, expired or revoked one is refused by
+// http/admission.ts the moment the handshake ends, so nothing of such a peer reaches HTTP. The certificate's RFC 8705 thumbprint is computed once
 // per TLS connection.
 import { constants, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -20,7 +20,7 @@ export const TLS12_CIPHERS = [
 
 export interface ServerTlsOptions extends SecureContextOptions {
   requestCert: true;
-  rejectUnauthorized: true;
+  rejectUnauthorized: false;
 }
 
 /**
@@ -36,7 +36,10 @@ export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'client
     // handshake of its CA's partners (OpenSSL's rule, as in nginx): closed, never silently open.
     ...(tls.crl === undefined ? {} : { crl: tls.crl }),
     requestCert: true,
-    rejectUnauthorized: true,
+    // OpenSSL still verifies the chain, dates and CRLs during the handshake; its verdict is
+    // enforced by http/admission.ts before HTTP reads a byte (the connection is destroyed),
+    // so that the reason can be logged and counted: with rejectUnauthorized Node never says it.
+    rejectUnauthorized: false,
     minVersion: tls.minVersion,
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,

@@ -151,31 +151,31 @@ test('inactive answers live in their own small cache: any number of them never e
   assert.equal((await cache.lookup('random-49')).outcome, 'hit', 'recent inactive answers are still remembered');
 });
 
-test('beforeCall runs only for a new call; its charge is returned on a miss and refunded when the AS fails', async () => {
+test('beforeCall runs only for a new call; its ticket is returned on a miss and released when the AS fails', async () => {
   const introspector = scripted();
   const cache = new IntrospectionCache(introspector, settings, () => NOW);
-  let charged = 0;
-  let refunded = 0;
-  const beforeCall = () => {
-    charged += 1;
-    return () => {
-      refunded += 1;
-    };
+  let admitted = 0;
+  let released = 0;
+  const beforeCall = async () => {
+    admitted += 1;
+    return { release: () => { released += 1; }, failed: () => undefined };
   };
   const first = cache.lookup('t', undefined, beforeCall);
   const joined = cache.lookup('t', undefined, beforeCall);
+  await new Promise((resolve) => setImmediate(resolve));
   introspector.settle({ active: false });
   const [miss, shared] = await Promise.all([first, joined]);
-  assert.equal(charged, 1);
-  assert.equal(typeof miss.charge, 'function');
-  assert.equal(shared.charge, undefined);
+  assert.equal(admitted, 1);
+  assert.equal(typeof miss.ticket?.release, 'function');
+  assert.equal(shared.ticket, undefined);
   await cache.lookup('t', undefined, beforeCall);
-  assert.equal(charged, 1, 'a hit costs nothing');
+  assert.equal(admitted, 1, 'a hit costs nothing');
   const failing = cache.lookup('u', undefined, beforeCall);
+  await new Promise((resolve) => setImmediate(resolve));
   introspector.settle(new AuthorizationServerUnavailable('as_timeout'));
   await assert.rejects(failing);
-  assert.deepEqual([charged, refunded], [2, 1]);
-  await assert.rejects(cache.lookup('v', undefined, () => {
+  assert.deepEqual([admitted, released], [2, 1]);
+  await assert.rejects(cache.lookup('v', undefined, async () => {
     throw new Error('refused');
   }), { message: 'refused' });
   assert.equal(introspector.calls.includes('v'), false, 'a refused call is not made');

@@ -46,7 +46,7 @@ test('defaults follow the documented contract', () => {
     forwardCookies: false,
     drainTimeoutSeconds: 20,
   });
-  assert.deepEqual(config.limits, { maxConcurrentPerClient: 64, maxFailedTokensPerMinute: 60, maxConcurrentIntrospections: 64 });
+  assert.deepEqual(config.limits, { maxConcurrentPerClient: 64, maxFailedTokensPerMinute: 60, maxConcurrentIntrospections: 64, maxConcurrentIntrospectionsPerClient: 16, maxConnections: 1000, maxConnectionsPerClient: 256 });
   assert.deepEqual({ ...config.upstream, url: undefined }, { url: undefined, timeoutMs: 30_000, connections: 128, queueTimeoutMs: 1000 });
   assert.equal(config.introspection.timeoutMs, 2000);
   assert.deepEqual(config.cache, { maxEntries: 10_000, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 1000, staleIfErrorSeconds: 0 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { RequestRejected } from '../../src/errors.ts';
 import { PartnerLimits } from '../../src/pipeline/partner-limits.ts';
 
-const limits = { maxConcurrentPerClient: 2, maxFailedTokensPerMinute: 3, maxConcurrentIntrospections: 64 };
+const limits = { maxConcurrentPerClient: 2, maxFailedTokensPerMinute: 3, maxConcurrentIntrospectionsPerClient: 2 };
 const refused = (reason: string, retryAfter?: number) => (error: unknown) =>
   error instanceof RequestRejected && error.status === 429 && error.reason === reason && (retryAfter === undefined || error.retryAfterSeconds === retryAfter);
 
@@ -23,23 +23,46 @@ test('concurrency is counted per partner; a release counts once', () => {
   assert.equal(partners.inFlight('B'), 0);
 });
 
-test('failed-token budget: charged in advance, refunded for good tokens, reset after a minute', () => {
+test('failed-token budget: only failures count, per partner, reset after a minute', async () => {
   let now = 1_000_000;
-  const partners = new PartnerLimits(limits, () => now);
-  const charges = [partners.chargeIntrospection('A'), partners.chargeIntrospection('A'), partners.chargeIntrospection('A')];
-  assert.throws(() => partners.chargeIntrospection('A'), refused('failed_token_limit', 60));
-  partners.chargeIntrospection('B');
-  charges[0]?.();
-  charges[0]?.();
-  partners.chargeIntrospection('A');
-  assert.throws(() => partners.chargeIntrospection('A'));
+  const partners = new PartnerLimits(limits, () => now, 50);
+  // Good tokens, however many, spend nothing.
+  for (let i = 0; i < 10; i += 1) (await partners.admitIntrospection('A')).release();
+  for (let i = 0; i < 3; i += 1) (await partners.admitIntrospection('A')).failed();
+  await assert.rejects(partners.admitIntrospection('A'), refused('failed_token_limit', 60));
+  assert.throws(() => partners.checkFailureBudget('A'), refused('failed_token_limit', 60));
+  (await partners.admitIntrospection('B')).release();
   now += 45_000;
-  assert.throws(() => partners.chargeIntrospection('A'), refused('failed_token_limit', 15));
+  await assert.rejects(partners.admitIntrospection('A'), refused('failed_token_limit', 15));
   now += 15_000;
-  partners.chargeIntrospection('A');
-  // A refund from the previous window does not touch the new one.
-  charges[1]?.();
-  partners.chargeIntrospection('A');
-  partners.chargeIntrospection('A');
-  assert.throws(() => partners.chargeIntrospection('A'));
+  const ticket = await partners.admitIntrospection('A');
+  ticket.release();
+  ticket.failed();
+  assert.doesNotThrow(() => partners.checkFailureBudget('A'), 'a failure after the release is not counted twice');
+  partners.recordFailure('A');
+  partners.recordFailure('A');
+  partners.recordFailure('A');
+  assert.throws(() => partners.checkFailureBudget('A'), refused('failed_token_limit'));
+});
+
+test('introspection slots: at most the concurrency per partner, the rest queued, then 429 past the queue timeout', async () => {
+  const partners = new PartnerLimits(limits, Date.now, 50);
+  const first = await partners.admitIntrospection('A');
+  const second = await partners.admitIntrospection('A');
+  let thirdIn = false;
+  const third = partners.admitIntrospection('A').then((ticket) => {
+    thirdIn = true;
+    return ticket;
+  });
+  (await partners.admitIntrospection('B')).release();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(thirdIn, false, 'waits for a slot of its own partner');
+  first.release();
+  (await third).release();
+  assert.equal(thirdIn, true);
+  const fourth = await partners.admitIntrospection('A');
+  await assert.rejects(partners.admitIntrospection('A'), refused('introspection_concurrency_limit', 1));
+  second.release();
+  fourth.release();
+  (await partners.admitIntrospection('A')).release();
 });
