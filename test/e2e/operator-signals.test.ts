@@ -4,10 +4,15 @@
 // listener's. Against the real oidc-provider over real TLS.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
 import { partnerToken, startTestAuthorizationServer } from '../support/as.ts';
 import { call } from '../support/client.ts';
-import { makePki, type Pki } from '../support/pki.ts';
+import { issueCrl, makePki, type Identity, type Pki } from '../support/pki.ts';
 import { baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';
 
@@ -80,5 +85,62 @@ describe('the authorization server, as the operator sees it', () => {
     } finally {
       await sidecar.stop();
     }
+  });
+});
+
+/** A TLS connection attempt; resolves once the server has closed it (or it never opened). */
+function attempt(port: number, identity: Identity | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca: pki.ca, servername: 'localhost', cert: identity?.cert, key: identity?.key });
+    socket.on('secureConnect', () => socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'));
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve());
+  });
+}
+
+describe('refused TLS handshakes, as the operator sees them', () => {
+  let sidecar: RunningSidecar;
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'phantom-handshake-'));
+    sidecar = await startSidecar({
+      ...baseEnv(pki, upstream.url, as.introspectionUrl),
+      PHANTOM_TLS_CLIENT_CRL: issueCrl(pki, dir, 'revokes-b', [pki.partnerB.cert]),
+      PHANTOM_TLS_HANDSHAKE_TIMEOUT_MS: '300',
+    });
+  });
+  after(() => sidecar?.stop());
+
+  const refusals = (): Record<string, unknown>[] => warnings(sidecar).filter((line) => line.msg === 'TLS handshake refused');
+
+  test('each reason is one warn line with the address and the certificate, counted by reason; repeats are throttled with a count', async () => {
+    await attempt(sidecar.port, pki.partnerAExpired);
+    await attempt(sidecar.port, pki.rogue);
+    await attempt(sidecar.port, pki.partnerB);
+    await attempt(sidecar.port, undefined);
+    const silent = tcpConnect(sidecar.port, '127.0.0.1');
+    silent.on('error', () => undefined);
+    await new Promise((resolve) => silent.once('close', resolve));
+    for (let i = 0; i < 100 && refusals().length < 5; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    const byReason = new Map(refusals().map((line) => [line.reason, line]));
+    assert.deepEqual([...byReason.keys()].sort(), ['expired', 'handshake_timeout', 'no_certificate', 'revoked', 'unknown_ca']);
+    const expired = byReason.get('expired');
+    assert.equal(expired?.remote_address, '127.0.0.1');
+    assert.match(String(expired?.subject), /CN=partner-a/);
+    assert.match(String(expired?.issuer), /CN=/);
+    assert.equal(typeof expired?.serial, 'string');
+    assert.equal(expired?.x5t, pki.partnerAExpired.thumbprint);
+    assert.equal(byReason.get('revoked')?.x5t, pki.partnerB.thumbprint);
+    assert.equal(byReason.get('no_certificate')?.subject, undefined);
+    // The same address and reason again within the interval: counted, not logged; the next line says how many were held back.
+    await attempt(sidecar.port, pki.partnerAExpired);
+    await attempt(sidecar.port, pki.partnerAExpired);
+    assert.equal(refusals().filter((line) => line.reason === 'expired').length, 1);
+    const metrics = await metricsText(sidecar);
+    assert.match(metrics, /phantom_tls_handshake_failures_total\{reason="expired"\} 3/);
+    for (const reason of ['unknown_ca', 'revoked', 'no_certificate', 'handshake_timeout']) assert.match(metrics, new RegExp(`phantom_tls_handshake_failures_total\\{reason="${reason}"\\} 1`));
+    // A good partner still gets through.
+    const token = await partnerToken(as, 'partner-a', pki.partnerA, pki);
+    assert.equal((await call({ port: sidecar.port, cert: pki.partnerA.cert, key: pki.partnerA.key, ca: pki.ca, headers: { authorization: `Bearer ${token}` } })).status, 200);
   });
 });
