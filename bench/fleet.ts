@@ -34,7 +34,7 @@ const upstream = await startEchoUpstream();
 const redis = await startRedis();
 const env = { ...baseEnv(pki, upstream.url, as.introspectionUrl), PHANTOM_LOG_LEVEL: 'warn', PHANTOM_SSF_ISSUER: as.issuer, PHANTOM_SSF_AUDIENCE: API_AUDIENCE };
 const alone = await Promise.all([1, 2, 3].map(() => startSidecar(env)));
-const fleet = await Promise.all([1, 2, 3].map(() => startSidecar({ ...env, PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_TIMEOUT_MS: '100' })));
+const fleet = await Promise.all([1, 2, 3].map(() => startSidecar({ ...env, PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_TIMEOUT_MS: '100', PHANTOM_REDIS_KEY: 'bench-fleet-sealing-key-0123456789abcdef' })));
 await sleep(500);
 const introspections = (): number => as.requests.get('/token/introspection') ?? 0;
 const agents = new Map<RunningSidecar, Agent>();

@@ -34,7 +34,16 @@ export type IntrospectionAuth =
   | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; certPath: string; keyPath: string };
 
 export interface FleetConfig {
-  redis: { url: URL; ca: string | undefined; password: string | undefined; timeoutMs: number } | undefined;
+  redis: {
+    url: URL;
+    ca: string | undefined;
+    password: string | undefined;
+    timeoutMs: number;
+    /** PHANTOM_REDIS_KEY: what every value the fleet writes is sealed under (fleet/sealing.ts). */
+    key: Buffer;
+    /** PHANTOM_REDIS_PREVIOUS_KEY: still opened, never written, during a rotation. */
+    previousKey: Buffer | undefined;
+  } | undefined;
   /** While Redis is unreachable, revocation events may be missed: in-process answers live no longer. */
   degradedTtlSeconds: number;
   ssf: { issuer: string | undefined; jwksUrl: URL | undefined; audience: string; ca: string | undefined; authToken: string | undefined } | undefined;
@@ -301,6 +310,10 @@ function readFleet(env: EnvReader, introspectionCa: string | undefined): FleetCo
   if (caPath !== undefined && redisUrl?.protocol !== 'rediss:') throw new ConfigError('PHANTOM_REDIS_CA', 'goes with a rediss:// PHANTOM_REDIS_URL');
   const password = env.secret('PHANTOM_REDIS_PASSWORD', { required: false });
   if (redisUrl === undefined && password !== undefined) throw new ConfigError('PHANTOM_REDIS_PASSWORD', 'goes with PHANTOM_REDIS_URL');
+  const key = readFleetKey(env, 'PHANTOM_REDIS_KEY', redisUrl !== undefined);
+  const previousKey = readFleetKey(env, 'PHANTOM_REDIS_PREVIOUS_KEY', false);
+  if (redisUrl === undefined && (key !== undefined || previousKey !== undefined)) throw new ConfigError(key === undefined ? 'PHANTOM_REDIS_PREVIOUS_KEY' : 'PHANTOM_REDIS_KEY', 'goes with PHANTOM_REDIS_URL');
+  if (key !== undefined && previousKey !== undefined && key.equals(previousKey)) throw new ConfigError('PHANTOM_REDIS_PREVIOUS_KEY', 'is the same as PHANTOM_REDIS_KEY');
   const audience = env.optional('PHANTOM_SSF_AUDIENCE');
   const issuer = env.optional('PHANTOM_SSF_ISSUER');
   const jwksUrl = env.optional('PHANTOM_SSF_JWKS_URL') === undefined ? undefined : env.url('PHANTOM_SSF_JWKS_URL', ['https:']);
@@ -323,10 +336,23 @@ function readFleet(env: EnvReader, introspectionCa: string | undefined): FleetCo
       ca: caPath === undefined ? undefined : readCertificateFile('PHANTOM_REDIS_CA', caPath).pem,
       password,
       timeoutMs: env.integer('PHANTOM_REDIS_TIMEOUT_MS', 50, 1, 10_000),
+      // Required with the URL: readFleetKey has refused its absence.
+      key: key ?? Buffer.alloc(0),
+      previousKey,
     },
     degradedTtlSeconds: env.integer('PHANTOM_CACHE_DEGRADED_TTL_S', 5, 0, 3600),
     ssf,
   };
+}
+
+const MIN_FLEET_KEY_BYTES = 32;
+
+/** A fleet sealing key: the same on every replica, at least 32 bytes (e.g. `openssl rand -base64 32`). */
+function readFleetKey(env: EnvReader, name: string, required: boolean): Buffer | undefined {
+  const secret = env.secret(name, { required });
+  if (secret === undefined) return undefined;
+  if (Buffer.byteLength(secret) < MIN_FLEET_KEY_BYTES) throw new ConfigError(name, `must be at least ${MIN_FLEET_KEY_BYTES} bytes (the same on every replica)`);
+  return Buffer.from(secret);
 }
 
 function readResource(env: EnvReader): string | undefined {

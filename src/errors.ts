@@ -101,6 +101,15 @@ export class AuthorizationServerUnavailable extends SidecarError {
   override readonly retryAfterSeconds = 5;
 }
 
+/**
+ * The fleet's Redis cannot record what a check needs shared (a DPoP proof's jti): the check
+ * cannot be made for the whole fleet, so the request is refused, never waved through. 503.
+ */
+export class FleetUnavailable extends SidecarError {
+  readonly status = 503;
+  override readonly retryAfterSeconds = 1;
+}
+
 /** The API refused the connection or broke it: 502. */
 export class UpstreamUnavailable extends SidecarError {
   readonly status = 502;

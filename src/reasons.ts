@@ -62,6 +62,8 @@ export const REASON_DESCRIPTIONS = {
   as_capacity: AS_DESCRIPTION,
   // A signed (RFC 9701) answer that does not verify: signature, key, typ, iss, aud or iat.
   as_unverified_response: AS_DESCRIPTION,
+  // The fleet's Redis cannot record a DPoP proof's jti for every pod: 503.
+  replay_store_unavailable: 'The request cannot be checked right now; try again later',
   // The API beside the sidecar.
   upstream_unavailable: 'The API is unavailable',
   upstream_timeout: 'The API did not answer in time',

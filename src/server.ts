@@ -138,7 +138,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   introspector.observe = (seconds, outcome) => metrics.introspected(seconds, outcome);
   const trouble = new AsTroubleReporter(logger, (reason) => metrics.asFailed(reason), now);
   introspector.failed = (error) => trouble.failed(error);
-  fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds));
+  fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds), (kind) => metrics.redisValueRejected(kind));
   const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
   const idle = new IdleDrain(config.http.keepAliveTimeoutMs, (socket) => tracker.isServing(socket));

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { FleetLevel, IntrospectionCache } from '../pipeline/cache.ts';
 import { MemoryReplayStore, type ReplayStore } from '../pipeline/dpop.ts';
-import { RedisFleet } from './redis-fleet.ts';
+import { FleetUnavailable } from '../errors.ts';
+import { RedisFleet, type RejectedKind } from './redis-fleet.ts';
 import { MemoryJtiLedger, SsfReceiver, type JtiLedger } from './ssf-receiver.ts';
 
 export interface Fleet {
@@ -15,26 +16,34 @@ export interface Fleet {
   ssf: SsfReceiver | undefined;
   /** 1 or 0 for the metric; undefined without Redis (and then no metric). */
   connected: (() => number) | undefined;
-  /** Lets revocations and reconnections reach the in-process cache; `applied` times each one. */
-  attach(cache: IntrospectionCache, applied?: (seconds: number) => void): void;
+  /**
+   * Lets revocations and reconnections reach the in-process cache; `applied` times each one,
+   * `rejected` counts values in Redis that did not open.
+   */
+  attach(cache: IntrospectionCache, applied?: (seconds: number) => void, rejected?: (kind: RejectedKind) => void): void;
   close(): Promise<void>;
 }
 
-/** The jti store on Redis, falling back to this process's while Redis cannot answer. */
+/**
+ * The jti store on Redis, and this process's in front of it (a replay within this pod is
+ * caught without a round trip). A proof that cannot be recorded fleet-wide, because Redis is
+ * away or does not answer in time, is refused with 503: it could be replayed at another pod.
+ */
 class FleetReplayStore implements ReplayStore {
   readonly #fleet: RedisFleet;
   readonly #local = new MemoryReplayStore();
   constructor(fleet: RedisFleet) {
     this.#fleet = fleet;
   }
+  seen(key: string): boolean {
+    return this.#local.seen(key);
+  }
   async firstSeen(key: string, ttlMs: number): Promise<boolean> {
-    // Recorded here too, so a replay within this pod is caught even while Redis is away.
-    const local = this.#local.firstSeen(key, ttlMs);
-    if (!local) return false;
+    if (!this.#local.firstSeen(key, ttlMs)) return false;
     try {
-      return this.#fleet.connected ? await this.#fleet.firstSeen(key, ttlMs) : true;
+      return await this.#fleet.firstSeen(key, ttlMs);
     } catch {
-      return true;
+      throw new FleetUnavailable('replay_store_unavailable');
     }
   }
 }
@@ -49,9 +58,9 @@ export function buildFleet(config: Config, logger: Logger): Fleet {
     ? undefined
     : new SsfReceiver(config.fleet.ssf, {
         revoke: async (subjects) => {
-          // Broadcast first: if the fleet cannot take it, the transmitter is told to retry.
-          if (redis !== undefined) await redis.revoke(subjects);
+          // Here first, whatever the fleet can take; if it cannot, the transmitter is told to retry.
           cache?.invalidate(subjects);
+          if (redis !== undefined) await redis.revoke(subjects);
         },
       }, ledger, logger);
   return {
@@ -59,14 +68,16 @@ export function buildFleet(config: Config, logger: Logger): Fleet {
     replay: redis === undefined ? new MemoryReplayStore() : new FleetReplayStore(redis),
     ssf,
     connected: redis === undefined ? undefined : () => (redis.connected ? 1 : 0),
-    attach(target, applied) {
+    attach(target, applied, rejected) {
       cache = target;
+      if (rejected !== undefined) redis?.onRejectedValue(rejected);
       redis?.onRevocation((subjects, publishedAt) => {
         target.invalidate(subjects);
         applied?.((Date.now() - publishedAt) / 1000);
       });
-      redis?.onStateChange((_state, reconnected) => {
+      redis?.onStateChange((state, reconnected) => {
         if (reconnected) target.flush();
+        else if (state === 'disconnected') target.degrade(config.fleet.degradedTtlSeconds * 1000);
       });
     },
     async close() {

@@ -1,37 +1,49 @@
 // The fleet's shared memory on Redis: introspection answers (parsed, never the token or a
 // minted JWT) under versioned keys built from the token's SHA-256, short locks for one
 // introspection per token per cluster, revocations broadcast over pub/sub, DPoP jti and
-// Shared Signals jti sets. Every command has a deadline (PHANTOM_REDIS_TIMEOUT_MS) and no
-// offline queue: when Redis is slow or gone the caller goes on without it, never faster.
+// Shared Signals jti sets. Every answer and every revocation message is sealed (sealing.ts):
+// Redis cannot grant access, nor flush every pod's cache, nor tell who holds a token.
+// Every command has a deadline (PHANTOM_REDIS_TIMEOUT_MS) and no offline queue; a Redis
+// that stops answering (paused, overloaded) counts as away exactly like a closed connection,
+// so the degraded lifetime applies and everything held is flushed when it answers again.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config.ts';
+import { LogThrottle } from '../log.ts';
 import { parseClaims, type Introspection } from '../pipeline/introspect.ts';
+import { Sealer } from './sealing.ts';
 
-const PREFIX = 'phantom:v1:';
+const PREFIX = 'phantom:v2:';
 const REVOCATIONS = `${PREFIX}revocations`;
 const POLL_MS = 10;
+// Commands that time out this many times in a row, or one failed health ping, and Redis is away.
+const TIMEOUTS_AWAY = 3;
+const HEALTH_PING_MS = 500;
+// A revocation message older (or further ahead) than this is a replay, not news.
+const MESSAGE_MAX_AGE_MS = 60_000;
+const REJECTED_LOG_INTERVAL_MS = 60_000;
+const MAX_PENDING_REVOCATIONS = 10_000;
 
-/** A cached answer as it is stored in Redis; anything else read back is ignored and overwritten. */
+export type RejectedKind = 'answer' | 'revocation';
+
 interface StoredAnswer {
-  v: 1;
   introspection: Introspection;
   /** ms since the epoch. */
   expiresAt: number;
 }
 
-function parseStored(text: string | null): StoredAnswer | undefined {
-  if (text === null) return undefined;
+/** An answer as it was sealed; anything else is ignored (and overwritten by the next writer). */
+export function parseStored(text: string): StoredAnswer | undefined {
   try {
-    const value = JSON.parse(text) as { v?: unknown; expiresAt?: unknown; introspection?: { active?: unknown; claims?: unknown; jwt?: unknown } };
+    const value = JSON.parse(text) as { expiresAt?: unknown; introspection?: { active?: unknown; claims?: unknown; jwt?: unknown } };
     const stored = value.introspection;
-    if (value.v !== 1 || typeof value.expiresAt !== 'number' || typeof stored !== 'object' || stored === null) return undefined;
-    if (stored.active === false) return { v: 1, introspection: { active: false }, expiresAt: value.expiresAt };
+    if (typeof value.expiresAt !== 'number' || typeof stored !== 'object' || stored === null) return undefined;
+    if (stored.active === false) return { introspection: { active: false }, expiresAt: value.expiresAt };
     if (stored.active !== true || typeof stored.claims !== 'object' || stored.claims === null) return undefined;
     // The claims are read by the same rules as an AS's answer: a value that breaks them is not used.
     const claims = parseClaims(stored.claims as Record<string, unknown>);
     const introspection: Introspection = typeof stored.jwt === 'string' ? { active: true, claims, jwt: stored.jwt } : { active: true, claims };
-    return { v: 1, introspection, expiresAt: value.expiresAt };
+    return { introspection, expiresAt: value.expiresAt };
   } catch {
     return undefined;
   }
@@ -39,17 +51,31 @@ function parseStored(text: string | null): StoredAnswer | undefined {
 
 export type FleetState = 'connected' | 'disconnected';
 
+function isTimeout(error: unknown): boolean {
+  return error instanceof Error && /timed out/i.test(error.message);
+}
+
 export class RedisFleet {
   readonly #client: Redis;
   readonly #subscriber: Redis;
   readonly #logger: Logger;
+  readonly #sealer: Sealer;
+  readonly #rejectedLog = new LogThrottle(REJECTED_LOG_INTERVAL_MS);
   #state: FleetState = 'disconnected';
+  #catchingUp = false;
+  // Revocations applied here that the fleet could not take yet (bounded: beyond it, the
+  // transmitter's retry and the flush on reconnect are what is left).
+  readonly #pending: string[][] = [];
   #everConnected = false;
+  #timeoutsInARow = 0;
+  readonly #health: NodeJS.Timeout;
   readonly #stateListeners: Array<(state: FleetState, reconnected: boolean) => void> = [];
   readonly #revocationListeners: Array<(subjects: string[], publishedAt: number) => void> = [];
+  readonly #rejectedListeners: Array<(kind: RejectedKind) => void> = [];
 
   constructor(settings: NonNullable<FleetConfig['redis']>, logger: Logger) {
     this.#logger = logger;
+    this.#sealer = new Sealer(settings.key, settings.previousKey);
     const options = {
       password: settings.password,
       tls: settings.url.protocol === 'rediss:' ? { ca: settings.ca, rejectUnauthorized: true } : undefined,
@@ -63,30 +89,94 @@ export class RedisFleet {
     };
     this.#client = new Redis(settings.url.href, options);
     this.#subscriber = new Redis(settings.url.href, { ...options, commandTimeout: undefined, enableOfflineQueue: true });
-    this.#client.on('ready', () => this.#setState('connected'));
+    this.#client.on('ready', () => void this.#answersAgain());
     this.#client.on('close', () => this.#setState('disconnected'));
     // ioredis reports each failed attempt; the state change is what is logged.
     this.#client.on('error', () => undefined);
     this.#subscriber.on('error', () => undefined);
     this.#subscriber.on('ready', () => void this.#subscriber.subscribe(REVOCATIONS).catch(() => undefined));
-    this.#subscriber.on('message', (_channel: string, message: string) => {
-      try {
-        const { subjects, at } = JSON.parse(message) as { subjects?: unknown; at?: unknown };
-        if (Array.isArray(subjects) && subjects.every((subject) => typeof subject === 'string')) {
-          for (const listener of this.#revocationListeners) listener(subjects as string[], typeof at === 'number' ? at : Date.now());
-        }
-      } catch {
-        // not ours
+    this.#subscriber.on('message', (_channel: string, message: string) => this.#onMessage(message));
+    // A paused or stalled Redis keeps its connection open: only an unanswered ping shows it.
+    this.#health = setInterval(() => void this.#ping(), HEALTH_PING_MS);
+    this.#health.unref();
+  }
+
+  async #ping(): Promise<void> {
+    if (this.#client.status !== 'ready') return;
+    try {
+      await this.#client.ping();
+      this.#timeoutsInARow = 0;
+    } catch {
+      this.#setState('disconnected');
+      return;
+    }
+    await this.#answersAgain();
+  }
+
+  /**
+   * Redis answers (again): revocations this pod could not broadcast while it was away are
+   * broadcast first, so that no pod reads an answer Redis still holds for a revoked token;
+   * then the fleet is back in use (and every pod flushes what it held meanwhile).
+   */
+  async #answersAgain(): Promise<void> {
+    if (this.#state === 'connected' || this.#catchingUp) return;
+    this.#catchingUp = true;
+    try {
+      while (this.#pending.length > 0) {
+        const subjects = this.#pending[0] ?? [];
+        await this.#broadcast(subjects);
+        this.#pending.shift();
       }
-    });
+      this.#setState('connected');
+    } catch {
+      // Still not answering: the next ping tries again.
+    } finally {
+      this.#catchingUp = false;
+    }
+  }
+
+  /** Runs one command, counting timeouts in a row: past a few, Redis is away. */
+  async #command<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      const result = await run();
+      this.#timeoutsInARow = 0;
+      return result;
+    } catch (error) {
+      if (isTimeout(error)) {
+        this.#timeoutsInARow += 1;
+        if (this.#timeoutsInARow >= TIMEOUTS_AWAY) this.#setState('disconnected');
+      }
+      throw error;
+    }
+  }
+
+  #onMessage(message: string): void {
+    const opened = this.#sealer.open('revocation', REVOCATIONS, message);
+    const parsed = opened === undefined ? undefined : (JSON.parse(opened) as { subjects?: unknown; at?: unknown });
+    const { subjects, at } = parsed ?? {};
+    const fresh = typeof at === 'number' && Math.abs(Date.now() - at) <= MESSAGE_MAX_AGE_MS;
+    if (!fresh || !Array.isArray(subjects) || !subjects.every((subject) => typeof subject === 'string')) {
+      this.#rejected('revocation');
+      return;
+    }
+    for (const listener of this.#revocationListeners) listener(subjects as string[], at);
+  }
+
+  #rejected(kind: RejectedKind): void {
+    for (const listener of this.#rejectedListeners) listener(kind);
+    const suppressed = this.#rejectedLog.admit(kind);
+    if (suppressed !== undefined) this.#logger.warn({ kind, suppressed }, 'a value in Redis does not open under PHANTOM_REDIS_KEY (forged, moved, or sealed under another key); it is ignored');
   }
 
   #setState(state: FleetState): void {
     if (state === this.#state) return;
     const reconnected = state === 'connected' && this.#everConnected;
-    if (state === 'connected') this.#everConnected = true;
+    if (state === 'connected') {
+      this.#everConnected = true;
+      this.#timeoutsInARow = 0;
+    }
     this.#state = state;
-    this.#logger[state === 'connected' ? 'info' : 'warn']({ redis: state }, state === 'connected' ? 'redis connected: the shared cache is in use' : 'redis disconnected: in-process cache only, with the degraded lifetime');
+    this.#logger[state === 'connected' ? 'info' : 'warn']({ redis: state }, state === 'connected' ? 'redis connected: the shared cache is in use' : 'redis unreachable or not answering in time: in-process cache only, with the degraded lifetime');
     for (const listener of this.#stateListeners) listener(state, reconnected);
   }
 
@@ -102,39 +192,58 @@ export class RedisFleet {
     this.#revocationListeners.push(listener);
   }
 
+  /** Told of every value that did not open: counted as a metric by the caller. */
+  onRejectedValue(listener: (kind: RejectedKind) => void): void {
+    this.#rejectedListeners.push(listener);
+  }
+
   async get(key: string): Promise<{ introspection: Introspection; expiresAt: number } | undefined> {
     if (!this.connected) return undefined;
+    const name = `${PREFIX}answer:${key}`;
+    let text: string | null;
     try {
-      const stored = parseStored(await this.#client.get(`${PREFIX}answer:${key}`));
-      return stored === undefined || stored.expiresAt <= Date.now() ? undefined : stored;
+      text = await this.#command(() => this.#client.get(name));
     } catch {
       return undefined;
     }
+    if (text === null) return undefined;
+    const opened = this.#sealer.open('answer', name, text);
+    const stored = opened === undefined ? undefined : parseStored(opened);
+    if (stored === undefined) {
+      this.#rejected('answer');
+      return undefined;
+    }
+    return stored.expiresAt <= Date.now() ? undefined : stored;
   }
 
   /** Stores an answer for `ttlMs`, indexed under its subjects so a revocation finds it. */
   async set(key: string, introspection: Introspection, ttlMs: number, subjects: readonly string[]): Promise<void> {
     if (!this.connected || ttlMs <= 0) return;
-    const value: StoredAnswer = { v: 1, introspection, expiresAt: Date.now() + ttlMs };
-    const pipeline = this.#client.multi().set(`${PREFIX}answer:${key}`, JSON.stringify(value), 'PX', ttlMs);
+    const name = `${PREFIX}answer:${key}`;
+    const value: StoredAnswer = { introspection, expiresAt: Date.now() + ttlMs };
+    const pipeline = this.#client.multi().set(name, this.#sealer.seal('answer', name, JSON.stringify(value)), 'PX', ttlMs);
     for (const subject of subjects) {
-      pipeline.sadd(`${PREFIX}subject:${subject}`, key).pexpire(`${PREFIX}subject:${subject}`, ttlMs, 'GT').pexpire(`${PREFIX}subject:${subject}`, ttlMs, 'NX');
+      // A token's own subject is its key: revoking it deletes the answer by name.
+      if (subject.startsWith('token:')) continue;
+      const index = `${PREFIX}subject:${this.#sealer.subjectNames(subject)[0] ?? ''}`;
+      pipeline.sadd(index, key).pexpire(index, ttlMs, 'GT').pexpire(index, ttlMs, 'NX');
     }
-    await pipeline.exec().catch(() => undefined);
+    await this.#command(() => pipeline.exec()).catch(() => undefined);
   }
 
   /** A short lock: the one pod that gets it introspects, the others wait for its answer. */
   async lock(key: string, ttlMs: number): Promise<boolean> {
     if (!this.connected) return true;
     try {
-      return (await this.#client.set(`${PREFIX}lock:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+      return (await this.#command(() => this.#client.set(`${PREFIX}lock:${key}`, '1', 'PX', ttlMs, 'NX'))) === 'OK';
     } catch {
       return true;
     }
   }
 
   async unlock(key: string): Promise<void> {
-    await this.#client.del(`${PREFIX}lock:${key}`).catch(() => undefined);
+    if (!this.connected) return;
+    await this.#command(() => this.#client.del(`${PREFIX}lock:${key}`)).catch(() => undefined);
   }
 
   /** The answer another pod is fetching, polled until it appears or `waitMs` passes. */
@@ -153,32 +262,54 @@ export class RedisFleet {
    * when Redis cannot take it, so the receiver answers 503 and the transmitter tries again.
    */
   async revoke(subjects: readonly string[]): Promise<void> {
-    if (!this.connected) throw new Error('redis unavailable');
+    try {
+      if (!this.connected) throw new Error('redis unavailable');
+      await this.#broadcast(subjects);
+    } catch (error) {
+      if (this.#pending.length < MAX_PENDING_REVOCATIONS) this.#pending.push([...subjects]);
+      throw error;
+    }
+  }
+
+  async #broadcast(subjects: readonly string[]): Promise<void> {
     const keys = new Set<string>();
-    for (const subject of subjects) for (const key of await this.#client.smembers(`${PREFIX}subject:${subject}`)) keys.add(key);
+    const indexes: string[] = [];
+    for (const subject of subjects) {
+      if (subject.startsWith('token:')) {
+        keys.add(subject.slice('token:'.length));
+        continue;
+      }
+      for (const name of this.#sealer.subjectNames(subject)) {
+        const index = `${PREFIX}subject:${name}`;
+        indexes.push(index);
+        for (const key of await this.#command(() => this.#client.smembers(index))) keys.add(key);
+      }
+    }
     const pipeline = this.#client.multi();
     for (const key of keys) pipeline.del(`${PREFIX}answer:${key}`);
-    for (const subject of subjects) pipeline.del(`${PREFIX}subject:${subject}`);
-    pipeline.publish(REVOCATIONS, JSON.stringify({ subjects, at: Date.now() }));
-    const results = await pipeline.exec();
+    for (const index of indexes) pipeline.del(index);
+    pipeline.publish(REVOCATIONS, this.#sealer.seal('revocation', REVOCATIONS, JSON.stringify({ subjects, at: Date.now() })));
+    const results = await this.#command(() => pipeline.exec());
     if (results === null || results.some(([error]) => error !== null)) throw new Error('redis refused the revocation');
   }
 
-  /** Atomic set-if-absent: true the first time `key` is seen within `ttlMs`, across the fleet. */
+  /** Atomic set-if-absent: true the first time `key` is seen within `ttlMs`, across the fleet. Throws when Redis cannot say. */
   async firstSeen(key: string, ttlMs: number): Promise<boolean> {
-    return (await this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+    if (!this.connected) throw new Error('redis unavailable');
+    return (await this.#command(() => this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs, 'NX'))) === 'OK';
   }
 
   /** The Shared Signals jti ledger on the fleet, so a SET replayed at another pod is refused too. */
   async hasSeen(key: string): Promise<boolean> {
-    return (await this.#client.exists(`${PREFIX}seen:${key}`)) === 1;
+    return (await this.#command(() => this.#client.exists(`${PREFIX}seen:${key}`))) === 1;
   }
 
   async markSeen(key: string, ttlMs: number): Promise<void> {
-    await this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs);
+    await this.#command(() => this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs));
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#health);
     this.#client.disconnect();
     this.#subscriber.disconnect();
   }

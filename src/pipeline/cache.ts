@@ -284,6 +284,22 @@ export class IntrospectionCache {
     return dropped;
   }
 
+  /**
+   * Cut off from the fleet: revocations may now go unheard, so nothing already held outlives
+   * the degraded lifetime either (new answers get it in #store).
+   */
+  degrade(ttlMs: number): void {
+    for (const level of [this.#active, this.#inactive, this.#stale]) {
+      if (level === undefined) continue;
+      for (const key of [...level.keys()]) {
+        const entry = level.peek(key);
+        if (entry === undefined || level.getRemainingTTL(key) <= ttlMs) continue;
+        if (ttlMs <= 0) level.delete(key);
+        else level.set(key, entry, { ttl: ttlMs });
+      }
+    }
+  }
+
   /** After the fleet was unreachable: events may have been missed, so nothing held is trusted. */
   flush(): void {
     this.#active?.clear();

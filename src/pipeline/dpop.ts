@@ -4,7 +4,7 @@
 // sidecar asks for them, and a jti never seen before. The key's RFC 7638 thumbprint comes back,
 // to be compared with the token's cnf.jkt in the binding stage.
 import { createHash, createHmac } from 'node:crypto';
-import { EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
+import { EmbeddedJWK, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { InvalidDpopProof, UseDpopNonce } from '../errors.ts';
 import type { DpopConfig } from '../config.ts';
@@ -80,12 +80,18 @@ export class DpopNonces {
 
 /** Where the jti of each accepted proof is remembered for the acceptance window. */
 export interface ReplayStore {
+  /** Whether this process has already seen the key: a replay refused before any signature work. */
+  seen(key: string): boolean;
   /** True the first time a key is seen within `ttlMs`; false for a replay. */
   firstSeen(key: string, ttlMs: number): boolean | Promise<boolean>;
 }
 
 export class MemoryReplayStore implements ReplayStore {
   readonly #seen = new LRUCache<string, true>({ max: REPLAY_STORE_ENTRIES, ttlAutopurge: false });
+
+  seen(key: string): boolean {
+    return this.#seen.has(key);
+  }
 
   firstSeen(key: string, ttlMs: number): boolean {
     if (this.#seen.has(key)) return false;
@@ -99,11 +105,56 @@ export interface DpopVerifier {
   verify(proof: string, context: ProofContext): Promise<string>;
 }
 
+// RFC 7518 §6.3.1 / NIST SP 800-56B: the public exponent is 65537 in every sane key; the
+// modulus 2048 to 4096 bits. A huge exponent or modulus makes one signature check cost tens of
+// milliseconds: refused before any signature work, so a proof cannot be a CPU lever.
+const RSA_EXPONENT = 'AQAB';
+const RSA_MIN_BITS = 2048;
+const RSA_MAX_BITS = 4096;
+// The key type and curve each allowed algorithm needs.
+const KEY_OF_ALG: Readonly<Record<string, { kty: string; crv?: string }>> = {
+  ES256: { kty: 'EC', crv: 'P-256' },
+  ES384: { kty: 'EC', crv: 'P-384' },
+  PS256: { kty: 'RSA' },
+  PS384: { kty: 'RSA' },
+  EdDSA: { kty: 'OKP', crv: 'Ed25519' },
+};
+
+/** The bit length of a big-endian unsigned integer in base64url (an RSA modulus). */
+function bitLength(base64url: string): number {
+  const bytes = Buffer.from(base64url, 'base64url');
+  let first = 0;
+  while (first < bytes.length && bytes[first] === 0) first += 1;
+  if (first === bytes.length) return 0;
+  return (bytes.length - first - 1) * 8 + (32 - Math.clz32(bytes[first] ?? 0));
+}
+
+/** The public key of a proof header, checked for its type, curve and size; the refusal's detail otherwise. */
+function checkProofKey(jwk: JWK, alg: string): void {
+  if (PRIVATE_MEMBERS.some((member) => member in jwk)) refuse('jwk_private');
+  const wanted = KEY_OF_ALG[alg];
+  if (wanted === undefined || jwk.kty !== wanted.kty || (wanted.crv !== undefined && jwk.crv !== wanted.crv)) refuse('jwk_type');
+  if (jwk.kty === 'RSA') {
+    if (jwk.e !== RSA_EXPONENT) refuse('jwk_rsa_exponent');
+    const bits = typeof jwk.n === 'string' ? bitLength(jwk.n) : 0;
+    if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) refuse('jwk_rsa_size');
+  }
+}
+
+function unverifiedClaims(proof: string): Record<string, unknown> {
+  try {
+    return decodeJwt(proof);
+  } catch {
+    refuse('malformed');
+  }
+}
+
 export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new MemoryReplayStore(), now: () => number = Date.now): DpopVerifier {
   const nonces = settings.nonceSecret === undefined ? undefined : new DpopNonces(settings.nonceSecret, now);
   const windowMs = (settings.maxAgeSeconds + 2 * DPOP_LEEWAY_SECONDS) * 1000;
   return {
     async verify(proof, context) {
+      // Every check that costs no signature comes first, so a refused proof costs next to nothing.
       let header: ReturnType<typeof decodeProtectedHeader>;
       try {
         header = decodeProtectedHeader(proof);
@@ -114,7 +165,22 @@ export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new Mem
       if (typeof header.alg !== 'string' || !settings.algs.includes(header.alg)) refuse('alg');
       const jwk = header.jwk as JWK | undefined;
       if (typeof jwk !== 'object' || jwk === null) refuse('jwk');
-      if (PRIVATE_MEMBERS.some((member) => member in jwk)) refuse('jwk_private');
+      checkProofKey(jwk, header.alg);
+      const claims = unverifiedClaims(proof);
+      if (claims.htm !== context.method) refuse('htm');
+      const htu = typeof claims.htu === 'string' ? normalisedHtu(claims.htu) : undefined;
+      if (htu === undefined || htu !== normalisedHtu(context.htu)) refuse('htu');
+      if (typeof claims.ath !== 'string' || !sameText(claims.ath, accessTokenHash(context.token))) refuse('ath');
+      if (typeof claims.jti !== 'string' || claims.jti.length > MAX_JTI_LENGTH) refuse('jti');
+      let jkt: string;
+      try {
+        jkt = await calculateJwkThumbprint(jwk);
+      } catch {
+        refuse('jwk');
+      }
+      const key = createHash('sha256').update(`${jkt}:${claims.jti}`).digest('base64url');
+      // A proof this pod has already accepted is a replay: refused without verifying it again.
+      if (replay.seen(key)) throw new InvalidDpopProof('dpop_proof_replayed');
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
@@ -129,17 +195,10 @@ export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new Mem
         if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTExpired) refuse(`claim_${error.claim}`);
         refuse(error instanceof errors.JWSSignatureVerificationFailed ? 'signature' : 'unverified');
       }
-      if (payload.htm !== context.method) refuse('htm');
-      const htu = typeof payload.htu === 'string' ? normalisedHtu(payload.htu) : undefined;
-      if (htu === undefined || htu !== normalisedHtu(context.htu)) refuse('htu');
-      if (typeof payload.ath !== 'string' || !sameText(payload.ath, accessTokenHash(context.token))) refuse('ath');
-      if (typeof payload.jti !== 'string' || payload.jti.length > MAX_JTI_LENGTH) refuse('jti');
       if (nonces !== undefined && !nonces.accepts(payload.nonce)) {
         throw new UseDpopNonce(nonces.current(), payload.nonce === undefined ? 'missing' : 'stale');
       }
-      const jkt = await calculateJwkThumbprint(jwk);
       // Atomic set-if-absent: the same proof twice is refused, wherever it is replayed.
-      const key = createHash('sha256').update(`${jkt}:${payload.jti}`).digest('base64url');
       if (!(await replay.firstSeen(key, windowMs))) throw new InvalidDpopProof('dpop_proof_replayed');
       return jkt;
     },

@@ -6,6 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { Agent } from 'node:https';
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { API_AUDIENCE, dpopBoundToken, dpopProof, partnerToken, postForm } from '../support/as.ts';
 import { call } from '../support/client.ts';
@@ -13,6 +15,7 @@ import { REDIS_MISSING, redisAvailable, startRedis, type RunningRedis } from '..
 import { accessLineFor, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
+const FLEET_KEY = 'fleet-test-sealing-key-0123456789abcdef';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const available = redisAvailable();
 if (!available && process.env.CI === 'true') throw new Error(REDIS_MISSING);
@@ -29,6 +32,7 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     const env = {
       ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl),
       PHANTOM_REDIS_URL: redis.url,
+      PHANTOM_REDIS_KEY: FLEET_KEY,
       PHANTOM_REDIS_TIMEOUT_MS: '200',
       PHANTOM_CACHE_DEGRADED_TTL_S: '1',
       PHANTOM_SSF_ISSUER: stack.as.issuer,
@@ -48,6 +52,16 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     await stack?.stop();
     await redis?.stop();
   });
+
+  const waitConnected = async (some: RunningSidecar[], connected = true): Promise<void> => {
+    const wanted = connected ? 'phantom_redis_connected 1' : 'phantom_redis_connected 0';
+    for (let waited = 0; waited < 5000; waited += 50) {
+      const up = await Promise.all(some.map(async (pod) => (await fetch(`http://127.0.0.1:${pod.adminPort}/metrics`).then((r) => r.text())).includes(wanted)));
+      if (up.every(Boolean)) return;
+      await sleep(50);
+    }
+    throw new Error(`not ${wanted} within 5 s`);
+  };
 
   const asA = (pod: RunningSidecar, token: string, agent: Agent | false = false) =>
     call({ port: pod.port, cert: stack.pki.partnerA.cert, key: stack.pki.partnerA.key, ca: stack.pki.ca, agent, headers: { authorization: `Bearer ${token}` } });
@@ -125,29 +139,105 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     }
   });
 
-  test('a value in Redis that does not parse or has another version is ignored and overwritten, never trusted', async () => {
-    const { Redis } = await import('ioredis');
+  const redisKey = (token: string): string => `phantom:v2:answer:${createHash('sha256').update(token).digest('base64url')}`;
+  const metricsOf = (pod: RunningSidecar): Promise<string> => fetch(`http://127.0.0.1:${pod.adminPort}/metrics`).then((r) => r.text());
+
+  test('an answer written to Redis by hand, well-formed and bound to the writer, is never accepted', async () => {
     const client = new Redis(redis.url);
     try {
-      const { createHash } = await import('node:crypto');
-      for (const forged of ['{not json', JSON.stringify({ v: 2, introspection: { active: true, claims: {} }, expiresAt: Date.now() + 60_000 })]) {
-        const token = `never-issued-${Math.random()}`;
-        const key = createHash('sha256').update(token).digest('base64url');
-        await client.set(`phantom:v1:answer:${key}`, forged, 'PX', 60_000);
-        const before = stack.introspections();
-        const response = await asA(pods[2]!, token);
-        assert.equal(response.status, 401, 'the AS was asked, and it does not know the token');
-        assert.equal(stack.introspections() - before, 1);
-        const stored = JSON.parse((await client.get(`phantom:v1:answer:${key}`)) ?? '{}') as { v?: number; introspection?: { active?: boolean } };
-        assert.deepEqual([stored.v, stored.introspection?.active], [1, false], 'overwritten with the real answer');
+      const token = `never-issued-${Math.random()}`;
+      const forged = { v: 1, expiresAt: Date.now() + 60_000, introspection: { active: true, claims: { active: true, client_id: 'partner-a', scope: 'accounts', aud: API_AUDIENCE, exp: Math.floor(Date.now() / 1000) + 60, cnf: { 'x5t#S256': stack.pki.partnerA.thumbprint } } } };
+      await client.set(redisKey(token), JSON.stringify(forged), 'PX', 60_000);
+      const before = stack.introspections();
+      const response = await asA(pods[2]!, token);
+      assert.equal(response.status, 401, 'the AS was asked, and it does not know the token');
+      assert.equal(stack.introspections() - before, 1);
+      assert.match((await client.get(redisKey(token))) ?? '', /^s1\./, 'overwritten with the sealed real answer');
+      assert.match(await metricsOf(pods[2]!), /phantom_redis_rejected_values_total\{kind="answer"\} [1-9]/);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  test('a sealed answer copied under another token\'s key is not accepted there', async () => {
+    const client = new Redis(redis.url);
+    try {
+      const real = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki);
+      assert.equal((await asA(pods[0]!, real)).status, 200);
+      const sealed = await client.get(redisKey(real));
+      assert.ok(sealed !== null);
+      const other = `never-issued-${Math.random()}`;
+      await client.set(redisKey(other), sealed, 'PX', 60_000);
+      const before = stack.introspections();
+      assert.equal((await asA(pods[1]!, other)).status, 401);
+      assert.equal(stack.introspections() - before, 1, 'the moved value was a miss');
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  test('a forged revocation message on the channel evicts nothing', async () => {
+    const client = new Redis(redis.url);
+    try {
+      const token = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki);
+      for (const pod of pods) assert.equal((await asA(pod, token)).status, 200);
+      const subject = `token:${createHash('sha256').update(token).digest('base64url')}`;
+      const receivers = await client.publish('phantom:v2:revocations', JSON.stringify({ subjects: [subject], at: Date.now() }));
+      assert.ok(receivers >= 3);
+      await sleep(200);
+      for (const pod of pods) {
+        const response = await asA(pod, token);
+        assert.equal(response.status, 200);
+        assert.equal((await accessLineFor(pod.logs, response)).cache, 'hit');
+        assert.match(await metricsOf(pod), /phantom_redis_rejected_values_total\{kind="revocation"\} [1-9]/);
       }
     } finally {
       client.disconnect();
     }
   });
 
+  test('what the fleet keeps in Redis holds no client, subject or scope in clear', async () => {
+    const client = new Redis(redis.url);
+    try {
+      const token = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki, 'accounts transactions');
+      assert.equal((await asA(pods[0]!, token)).status, 200);
+      const keys = await client.keys('phantom:*');
+      assert.ok(keys.some((key) => key.startsWith('phantom:v2:answer:')) && keys.some((key) => key.startsWith('phantom:v2:subject:')));
+      for (const key of keys) {
+        const type = await client.type(key);
+        const values = type === 'set' ? await client.smembers(key) : type === 'string' ? [(await client.get(key)) ?? ''] : [];
+        for (const text of [key, ...values]) {
+          for (const secret of ['partner-a', 'accounts', 'transactions', stack.pki.partnerA.thumbprint, token]) assert.ok(!text.includes(secret), `${key} holds "${secret}" in clear`);
+        }
+      }
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  test('a rotation: a pod with the new PHANTOM_REDIS_KEY and the old one as PHANTOM_REDIS_PREVIOUS_KEY keeps the fleet\'s hits', async () => {
+    const token = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki);
+    assert.equal((await asA(pods[0]!, token)).status, 200);
+    const env = { ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl), PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_TIMEOUT_MS: '200' };
+    const rotated = await startSidecar({ ...env, PHANTOM_REDIS_KEY: 'fleet-test-rotated-key-abcdefghijklmnopqrstuvwxyz', PHANTOM_REDIS_PREVIOUS_KEY: FLEET_KEY });
+    const stranger = await startSidecar({ ...env, PHANTOM_REDIS_KEY: 'fleet-test-rotated-key-abcdefghijklmnopqrstuvwxyz' });
+    try {
+      await waitConnected([rotated, stranger]);
+      const before = stack.introspections();
+      const response = await asA(rotated, token);
+      assert.equal(response.status, 200);
+      assert.equal((await accessLineFor(rotated.logs, response)).cache, 'fleet');
+      assert.equal(stack.introspections() - before, 0);
+      const without = await asA(stranger, token);
+      assert.equal((await accessLineFor(stranger.logs, without)).cache, 'miss', 'without the previous key the old value is a miss');
+    } finally {
+      await rotated.stop();
+      await stranger.stop();
+    }
+  });
+
   test('a DPoP proof accepted at one pod is refused as a replay at another (the jti store is the fleet\'s)', async () => {
-    const env = { ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl), PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_TIMEOUT_MS: '200', PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop', PHANTOM_PUBLIC_HOSTS: 'api.example.com' };
+    const env = { ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl), PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_KEY: FLEET_KEY, PHANTOM_REDIS_TIMEOUT_MS: '200', PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop', PHANTOM_PUBLIC_HOSTS: 'api.example.com' };
     const [one, two] = await Promise.all([startSidecar(env), startSidecar(env)]);
     try {
       for (let waited = 0; waited < 5000; waited += 50) {
@@ -166,6 +256,44 @@ describe('a fleet of three sidecars on one Redis', { skip: available ? false : R
     } finally {
       await one?.stop();
       await two?.stop();
+    }
+  });
+
+  test('Redis paused (SIGSTOP): noticed within a second, a revocation is applied where it arrives and within the degraded lifetime elsewhere, DPoP fails closed, everything flushed when it answers again', async () => {
+    const dpopPod = await startSidecar({ ...baseEnv(stack.pki, stack.upstream.url, stack.as.introspectionUrl), PHANTOM_REDIS_URL: redis.url, PHANTOM_REDIS_KEY: FLEET_KEY, PHANTOM_REDIS_TIMEOUT_MS: '200', PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop', PHANTOM_PUBLIC_HOSTS: 'api.example.com' });
+    const token = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki);
+    const dpopKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const dpopToken = await dpopBoundToken(stack.as, stack.pki.partnerA, stack.pki, dpopKey);
+    const sendDpop = async () => call({ port: dpopPod.port, cert: stack.pki.partnerA.cert, key: stack.pki.partnerA.key, ca: stack.pki.ca, headers: { host: 'api.example.com', authorization: `DPoP ${dpopToken}`, dpop: await dpopProof(dpopKey, 'GET', 'https://api.example.com/api/accounts', { token: dpopToken }) } });
+    try {
+      await waitConnected([...pods, dpopPod]);
+      for (const pod of pods) assert.equal((await asA(pod, token)).status, 200);
+      assert.equal((await sendDpop()).status, 200);
+      redis.pause();
+      await waitConnected([...pods, dpopPod], false);
+      // Cut off from the fleet: a DPoP proof that cannot be recorded for every pod is refused, never waved through.
+      const dpopWhilePaused = await sendDpop();
+      assert.equal(dpopWhilePaused.status, 503);
+      assert.equal((await accessLineFor(dpopPod.logs, dpopWhilePaused)).reason, 'replay_store_unavailable');
+      // A miss no longer waits on Redis.
+      const fresh = await partnerToken(stack.as, 'partner-a', stack.pki.partnerA, stack.pki);
+      const missStarted = Date.now();
+      assert.equal((await asA(pods[2]!, fresh)).status, 200);
+      assert.ok(Date.now() - missStarted < 1000, `a miss took ${Date.now() - missStarted} ms with Redis paused`);
+      const pushed = stack.as.ssfDeliveries.length;
+      await postForm(stack.as.revocationUrl, { token, client_id: 'partner-a' }, stack.pki.partnerA, stack.pki);
+      for (let waited = 0; stack.as.ssfDeliveries.length < pushed + 1 && waited < 3000; waited += 10) await sleep(10);
+      assert.deepEqual(stack.as.ssfDeliveries.slice(pushed), [503], 'the transmitter is told the fleet did not get it');
+      assert.equal((await asA(pods[0]!, token)).status, 401, 'applied at once where it arrived');
+      await sleep(1100);
+      for (const pod of pods) assert.equal((await asA(pod, token)).status, 401, 'refused everywhere within the degraded lifetime');
+      redis.resume();
+      await waitConnected([...pods, dpopPod]);
+      for (const pod of pods) assert.equal((await asA(pod, token)).status, 401);
+      assert.ok(pods.every((pod) => pod.logs.some((line) => line.includes('redis unreachable or not answering in time'))));
+    } finally {
+      redis.resume();
+      await dpopPod.stop();
     }
   });
 

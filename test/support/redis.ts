@@ -7,6 +7,10 @@ export interface RunningRedis {
   url: string;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** SIGSTOP: the connection stays open, nothing is answered (a stalled or paused Redis). */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
 }
 
 /** Whether the redis-server binary (Debian's redis-server package) is on this machine. */
@@ -37,6 +41,8 @@ export async function startRedis(): Promise<RunningRedis> {
   return {
     url: `redis://127.0.0.1:${port}`,
     start,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child === undefined || child.exitCode !== null) {

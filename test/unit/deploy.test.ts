@@ -231,6 +231,7 @@ test('the fleet component: a Component listing its files, a valid PodDisruptionB
   const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
   for (const name of names) assert.ok(KNOWN_VARIABLES.has(name), `${name} is not a setting of the sidecar`);
   assert.ok(names.includes('PHANTOM_REDIS_URL') && names.includes('PHANTOM_REDIS_PASSWORD_FILE') && !names.includes('PHANTOM_REDIS_PASSWORD'));
+  assert.ok(names.includes('PHANTOM_REDIS_KEY_FILE') && !names.includes('PHANTOM_REDIS_KEY'), 'the sealing key comes from the Secret, never inline');
 });
 
 test('every PHANTOM_ variable in the base and the component is one the sidecar knows', async () => {
