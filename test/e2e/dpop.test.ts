@@ -171,3 +171,61 @@ describe('DPoP nonces', () => {
     assert.match(String(response.headers['www-authenticate']), /^DPoP realm=/);
   });
 });
+
+describe('a DPoP proof cannot be a CPU lever', () => {
+  let stack: Stack;
+  let sidecar: RunningSidecar;
+  let token: string;
+
+  before(async () => {
+    stack = await startStack(() => ({ PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop', PHANTOM_PUBLIC_HOSTS: HOST, PHANTOM_MAX_FAILED_TOKENS_PER_MIN: '5' }));
+    sidecar = stack.sidecar;
+    token = await dpopBoundToken(stack.as, stack.pki.partnerA, stack.pki, key);
+  });
+  after(() => stack?.stop());
+
+  const send = (proof: string): Promise<CallResult> =>
+    call({ port: sidecar.port, cert: stack.pki.partnerA.cert, key: stack.pki.partnerA.key, ca: stack.pki.ca, headers: { host: HOST, authorization: `DPoP ${token}`, dpop: proof } });
+  const detailOf = async (response: CallResult): Promise<unknown> => (await accessLineFor(sidecar.logs, response)).detail;
+
+  test('an RSA key with another exponent than 65537, or outside 2048-4096 bits, is refused before any signature work', async () => {
+    const oddExponent = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 });
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    // Signed by another key than the one named: were the signature checked first, the detail would say so.
+    const forged = (publicKey: typeof key.publicKey) => dpopProof({ privateKey: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, publicKey }, 'GET', HTU, { token, alg: 'PS256' });
+    const exponent = await send(await forged(oddExponent.publicKey));
+    assert.equal(exponent.status, 401);
+    assert.equal(await detailOf(exponent), 'jwk_rsa_exponent');
+    const size = await send(await forged(small.publicKey));
+    assert.equal(await detailOf(size), 'jwk_rsa_size');
+    // A made-up 8,000-bit modulus: nothing to sign with, nothing is verified.
+    const huge = { kty: 'RSA', e: 'AQAB', n: Buffer.alloc(1000, 0xff).toString('base64url') };
+    const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'PS256', jwk: huge })).toString('base64url');
+    const payload = Buffer.from(JSON.stringify({ htm: 'GET', htu: HTU, iat: Math.floor(Date.now() / 1000), jti: 'x' })).toString('base64url');
+    const oversized = await send(`${header}.${payload}.${Buffer.alloc(1000).toString('base64url')}`);
+    assert.equal(await detailOf(oversized), 'jwk_rsa_size');
+  });
+
+  test('a proof this pod has already accepted is refused as a replay without being verified again', async () => {
+    const proof = await dpopProof(key, 'GET', HTU, { token });
+    assert.equal((await send(proof)).status, 200);
+    const replay = await send(proof);
+    assert.equal((await accessLineFor(sidecar.logs, replay)).reason, 'dpop_proof_replayed');
+  });
+
+  test('refused proofs spend the partner\'s failure budget: past it, 429 and no signature is checked', async () => {
+    // The earlier tests of this describe spent some of the 5; a bad signature spends one more each.
+    let refusals = 0;
+    for (; refusals < 6; refusals += 1) {
+      const refused = await send(await dpopProof({ privateKey: otherKey.privateKey, publicKey: key.publicKey }, 'GET', HTU, { token }));
+      if (refused.status === 429) break;
+      assert.equal(refused.status, 401);
+      assert.equal(await detailOf(refused), 'signature');
+    }
+    assert.ok(refusals >= 1 && refusals <= 5, `${refusals} refusals before the budget ran out`);
+    const limited = await send(await dpopProof({ privateKey: otherKey.privateKey, publicKey: key.publicKey }, 'GET', HTU, { token }));
+    assert.equal(limited.status, 429);
+    assert.equal((await accessLineFor(sidecar.logs, limited)).reason, 'failed_token_limit');
+    assert.match(String(limited.headers['retry-after']), /^[1-9]\d*$/);
+  });
+});

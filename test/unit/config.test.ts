@@ -243,3 +243,16 @@ test('with PHANTOM_AS_ISSUER the introspection URL is optional, the issuer is ex
   assert.ok(config.introspection.auth.method === 'private_key_jwt' && config.introspection.auth.alg === 'ES256');
   assert.equal(config.introspection.response, 'jwt');
 });
+
+test('the fleet needs a sealing key of at least 32 bytes, and the key goes with PHANTOM_REDIS_URL', () => {
+  const redis = { PHANTOM_REDIS_URL: 'redis://127.0.0.1:6379' };
+  assert.equal(configError(redis).variable, 'PHANTOM_REDIS_KEY');
+  const short = configError({ ...redis, PHANTOM_REDIS_KEY: 'too-short-secret' });
+  assert.equal(short.variable, 'PHANTOM_REDIS_KEY');
+  assert.ok(!short.message.includes('too-short-secret'), 'the secret is never echoed');
+  assert.equal(configError({ PHANTOM_REDIS_KEY: 'k'.repeat(32) }).variable, 'PHANTOM_REDIS_KEY');
+  assert.equal(configError({ ...redis, PHANTOM_REDIS_KEY: 'k'.repeat(32), PHANTOM_REDIS_PREVIOUS_KEY: 'k'.repeat(32) }).variable, 'PHANTOM_REDIS_PREVIOUS_KEY');
+  const config = loadConfig(env({ ...redis, PHANTOM_REDIS_KEY: 'k'.repeat(32), PHANTOM_REDIS_PREVIOUS_KEY: 'p'.repeat(40) }));
+  assert.equal(config.fleet.redis?.key.toString(), 'k'.repeat(32));
+  assert.equal(config.fleet.redis?.previousKey?.toString(), 'p'.repeat(40));
+});
