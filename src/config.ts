@@ -149,6 +149,8 @@ export interface Config {
   requiredScopes: readonly string[];
   /** PHANTOM_POLICY_FILE: per-route rules (checked whole at start-up); undefined: one rule. */
   policyFile: string | undefined;
+  /** PHANTOM_POLICY_CASE_INSENSITIVE: the API routes paths without case. */
+  policyCaseInsensitive: boolean;
   expectedIssuer: string | undefined;
   /** Undefined only when PHANTOM_ALLOW_ANY_AUDIENCE=true says so. */
   expectedAudience: string | undefined;
@@ -548,6 +550,7 @@ export function loadConfig(environment: Env = process.env): Config {
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
     policyFile: env.optional('PHANTOM_POLICY_FILE'),
+    policyCaseInsensitive: env.boolean('PHANTOM_POLICY_CASE_INSENSITIVE', false),
     expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER') ?? env.optional('PHANTOM_AS_ISSUER'),
     expectedAudience: readExpectedAudience(env),
     upstreamToken: readUpstreamToken(env),
@@ -565,7 +568,7 @@ export function loadConfig(environment: Env = process.env): Config {
   if (config.policyFile !== undefined) {
     if (config.requiredScopes.length > 0) throw new ConfigError('PHANTOM_REQUIRED_SCOPES', 'goes with no PHANTOM_POLICY_FILE: the policy\'s rules say which scopes each route needs');
     // Read and checked now, so a bad policy stops the start with its rule named.
-    readPolicyFile(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [] });
+    readPolicyFile(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [], caseInsensitive: config.policyCaseInsensitive });
   }
   if (config.introspection.response === 'jwt' && config.upstreamToken.mode === 'as-jwt') {
     throw new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt');

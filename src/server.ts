@@ -106,7 +106,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     },
   });
   const policy = new PolicySource(
-    { path: config.policyFile, reloadIntervalSeconds: config.tls.reloadIntervalSeconds, defaults: { senderConstraints: config.senderConstraints, requiredScopes: config.requiredScopes } },
+    { path: config.policyFile, reloadIntervalSeconds: config.tls.reloadIntervalSeconds, defaults: { senderConstraints: config.senderConstraints, requiredScopes: config.requiredScopes, caseInsensitive: config.policyCaseInsensitive } },
     logger,
   );
   const metadataRule = config.resource === undefined ? undefined : resourceMetadataRule(resourceMetadataPath(config.resource));

@@ -1,7 +1,8 @@
 // Stage 2: what the request asks for, before any credential is looked at: the method, the
 // request target and the Host. The API must never see a path that a proxy, a framework or
 // a servlet container could resolve differently from the sidecar (`\`, encoded slashes and
-// dots, `..;`, `//`), so such targets are refused, not normalised: the path the sidecar
+// dots, `..;`, `//`), so such targets are refused, not normalised; escapes of unreserved
+// characters, which every router decodes the same way, are decoded. The path the sidecar
 // checked, forwarded and logged is exactly the path the API receives.
 import { InvalidRequest, RequestRejected } from '../errors.ts';
 
@@ -54,6 +55,24 @@ function decodesAsUtf8(path: string): boolean {
   }
 }
 
+const ESCAPE = /%([0-9A-Fa-f]{2})/g;
+// RFC 3986 §2.3 unreserved characters but `.` (an encoded dot is refused above, as a separator).
+const UNRESERVED = /^[A-Za-z0-9\-_~]$/;
+
+/**
+ * RFC 3986 §6.2.2.1-2: an escape of an unreserved character is that character, and the hex of
+ * the others is upper case. The API's router decodes `%74` to `t` before routing, so the
+ * policy must judge, and the API receive, the path in that form: else `/accounts/1/%74ransactions`
+ * would pass a rule for `/accounts/` and be routed as `/accounts/1/transactions`.
+ */
+export function normalisedPath(path: string): string {
+  if (!path.includes('%')) return path;
+  return path.replace(ESCAPE, (escape, hex: string) => {
+    const character = String.fromCharCode(Number.parseInt(hex, 16));
+    return UNRESERVED.test(character) ? character : escape.toUpperCase();
+  });
+}
+
 /** A `.` or `..` segment, also with servlet path parameters (`..;jsessionid=x`). */
 function isDotSegment(segment: string): boolean {
   const name = segment.split(';', 1)[0];
@@ -84,7 +103,7 @@ export function upstreamPathOf(target: string, rules: Pick<TargetRules, 'basePat
     if (isDotSegment(segment)) refuse('dot_segment');
     if (segment === '' && i < segments.length - 1) refuse('empty_segment');
   }
-  return `${rules.basePath}${path}`;
+  return `${rules.basePath}${normalisedPath(path)}`;
 }
 
 /**

@@ -9,6 +9,7 @@ import { parse } from 'yaml';
 import type { Logger } from 'pino';
 import { ConfigError, type SenderConstraints } from '../config.ts';
 import { RequestRejected } from '../errors.ts';
+import { normalisedPath } from './request-target.ts';
 
 export interface RouteRule {
   name: string;
@@ -29,6 +30,8 @@ export interface RouteRule {
 export interface PolicyDefaults {
   senderConstraints: SenderConstraints;
   requiredScopes: readonly string[];
+  /** PHANTOM_POLICY_CASE_INSENSITIVE: paths compared without case, for APIs that route so. */
+  caseInsensitive?: boolean;
 }
 
 const RULE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -38,19 +41,25 @@ const RULE_KEYS = new Set(['name', 'methods', 'path', 'scopes', 'any_of', 'sende
 // A path pattern: segments of path characters, or a whole-segment {param}; a trailing / is a prefix.
 const PATH_PATTERN = /^\/(?:(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9\-._~!$&'()*+,;=:@%]+)\/)*(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9\-._~!$&'()*+,;=:@%]+)?$/;
 
-/** Whether the path the API receives falls under a rule's path: exact, prefix (trailing /), {param}. */
-export function pathMatches(pattern: string, path: string): boolean {
+/** A path's segments without the leading and one trailing slash: `/a/b/` and `/a/b` are one path. */
+function segmentsOf(path: string): string[] {
+  const segments = path.split('/').slice(1);
+  if (segments.length > 0 && segments.at(-1) === '') segments.pop();
+  return segments;
+}
+
+/**
+ * Whether the path the API receives falls under a rule's path: exact, prefix (a trailing `/`:
+ * the path itself and everything under it), {param} (one non-empty segment). A trailing slash
+ * of the request is the same path, as routers with ignoreTrailingSlash (or Spring's default)
+ * read it; a router that tells them apart only ever gets a narrower rule for one of them.
+ */
+export function pathMatches(pattern: string, path: string, foldCase = false): boolean {
   const prefix = pattern.endsWith('/');
-  const want = pattern.split('/');
-  const have = path.split('/');
-  if (prefix) {
-    // "/accounts/" covers "/accounts/" and everything under it, not "/accounts" itself.
-    if (have.length < want.length) return false;
-  } else if (have.length !== want.length) {
-    return false;
-  }
-  const compared = prefix ? want.length - 1 : want.length;
-  for (let i = 0; i < compared; i += 1) {
+  const want = segmentsOf(foldCase ? pattern.toLowerCase() : pattern);
+  const have = segmentsOf(foldCase ? path.toLowerCase() : path);
+  if (prefix ? have.length < want.length : have.length !== want.length) return false;
+  for (let i = 0; i < want.length; i += 1) {
     const segment = want[i] ?? '';
     const actual = have[i] ?? '';
     if (segment.startsWith('{') && segment.endsWith('}')) {
@@ -64,16 +73,30 @@ export function pathMatches(pattern: string, path: string): boolean {
 
 export class RoutePolicy {
   readonly rules: readonly RouteRule[];
-  constructor(rules: readonly RouteRule[]) {
+  readonly #caseInsensitive: boolean;
+  constructor(rules: readonly RouteRule[], caseInsensitive = false) {
     this.rules = rules;
+    this.#caseInsensitive = caseInsensitive;
   }
 
-  /** The first rule for this method and path; 403 when none. */
-  match(method: string, path: string): RouteRule {
+  #first(method: string, path: string, foldCase: boolean): RouteRule | undefined {
     for (const rule of this.rules) {
-      if ((rule.methods === undefined || rule.methods.has(method)) && pathMatches(rule.path, path)) return rule;
+      if ((rule.methods === undefined || rule.methods.has(method)) && pathMatches(rule.path, path, foldCase)) return rule;
     }
-    throw new RequestRejected(403, 'no_matching_rule');
+    return undefined;
+  }
+
+  /**
+   * The first rule for this method and path; 403 when none. Compared with case by default; and
+   * where another case of the same path would meet another rule, refused as well: an API that
+   * routes without case would otherwise run the other rule's handler under this one's scopes.
+   */
+  match(method: string, path: string): RouteRule {
+    const folded = this.#first(method, path, true);
+    const rule = this.#caseInsensitive ? folded : this.#first(method, path, false);
+    if (rule === undefined) throw new RequestRejected(403, 'no_matching_rule');
+    if (rule !== folded) throw new RequestRejected(403, 'no_matching_rule', { detail: 'another_case_meets_another_rule' });
+    return rule;
   }
 
   /** Every scope any rule asks for, for the RFC 9728 metadata. */
@@ -130,7 +153,8 @@ function readRule(value: unknown, defaults: PolicyDefaults): RouteRule {
   return {
     name: String(raw.name),
     methods: methods.length === 0 ? undefined : new Set(methods),
-    path: raw.path,
+    // Judged in the form requests are: unreserved escapes decoded.
+    path: normalisedPath(raw.path),
     scopes,
     anyOf,
     senderConstraints,
@@ -163,6 +187,7 @@ export function parsePolicy(text: string, defaults: PolicyDefaults): RoutePolicy
         throw new Error(`${label}: ${(error as Error).message}`);
       }
     }),
+    defaults.caseInsensitive === true,
   );
 }
 

@@ -86,7 +86,7 @@ describe('a policy for an Open Banking style API', () => {
   test('no rule covers it: 403, never forwarded, and the AS is not asked', async () => {
     const before = stack.upstream.received.length;
     const asked = stack.introspections();
-    for (const [method, path] of [['GET', '/admin'], ['DELETE', '/accounts/42'], ['POST', '/status'], ['GET', '/accounts']] as const) {
+    for (const [method, path] of [['GET', '/admin'], ['DELETE', '/accounts/42'], ['POST', '/status'], ['GET', '/accountsx']] as const) {
       const response = await send(path, accountsOnly, method);
       assert.equal(response.status, 403, `${method} ${path}`);
       assert.equal((await accessLineFor(sidecar.logs, response)).reason, 'no_matching_rule');

@@ -21,7 +21,7 @@ const pathChar = fc.oneof(
 const target = fc.array(pathChar, { maxLength: 40 }).map((chars) => chars.join(''));
 const slashTarget = target.map((rest) => `/${rest}`);
 
-test('path rules: a target either is refused as bad_request_target, or is forwarded exactly as any URL parser would read it', () => {
+test('path rules: a target either is refused as bad_request_target, or is forwarded exactly as any URL parser would read it, unreserved escapes decoded', () => {
   fc.assert(
     fc.property(fc.oneof(target, slashTarget), fc.constantFrom('', '/v1', '/api/v2'), (raw, basePath) => {
       let path: string;
@@ -32,7 +32,10 @@ test('path rules: a target either is refused as bad_request_target, or is forwar
         return;
       }
       const rawPath = raw.split('?', 1)[0] ?? '';
-      assert.equal(path, `${basePath}${rawPath}`);
+      // RFC 3986 §6.2.2: the same path, its unreserved escapes decoded and the others' hex upper case.
+      assert.equal(decodeURIComponent(path), decodeURIComponent(`${basePath}${rawPath}`));
+      assert.ok(!/%(?:[46][1-9A-F]|[57][0-9A]|3[0-9]|2D|5F|7E)/i.test(path), `an unreserved escape left in ${path}`);
+      assert.ok(!/%[0-9A-F]?[a-f]/.test(path), `lower-case hex left in ${path}`);
       // What undici, reply-from and the API's router see: the same path, not a resolved one.
       assert.equal(new URL(path, 'http://api.internal').pathname, path);
       assert.equal(new URL(`.${path}`, `http://api.internal${basePath}/`).pathname.startsWith(basePath), true);

@@ -7,11 +7,15 @@ const defaults = { senderConstraints: { mtls: true, dpop: true }, requiredScopes
 
 test('paths: exact, a prefix ending in /, {param} segments', () => {
   assert.equal(pathMatches('/status', '/status'), true);
-  assert.equal(pathMatches('/status', '/status/'), false);
+  assert.equal(pathMatches('/status', '/status/'), true, 'a trailing slash is the same path');
   assert.equal(pathMatches('/status', '/statusx'), false);
   assert.equal(pathMatches('/accounts/', '/accounts/42/transactions'), true);
   assert.equal(pathMatches('/accounts/', '/accounts/'), true);
-  assert.equal(pathMatches('/accounts/', '/accounts'), false);
+  assert.equal(pathMatches('/accounts/', '/accounts'), true, 'a prefix covers its own path, with or without the slash');
+  assert.equal(pathMatches('/accounts/', '/accountsx'), false);
+  assert.equal(pathMatches('/accounts/{id}/transactions', '/accounts/7/transactions/'), true);
+  assert.equal(pathMatches('/accounts/{id}/transactions', '/accounts/7/Transactions'), false);
+  assert.equal(pathMatches('/accounts/{id}/transactions', '/accounts/7/Transactions', true), true);
   assert.equal(pathMatches('/accounts/{id}', '/accounts/42'), true);
   assert.equal(pathMatches('/accounts/{id}', '/accounts/42/x'), false);
   assert.equal(pathMatches('/accounts/{id}', '/accounts/'), false, 'a parameter is never empty');
