@@ -168,6 +168,8 @@ function readTls(env: EnvReader): Config['tls'] {
     clientCa: env.required('PHANTOM_TLS_CLIENT_CA'),
     crl: env.optional('PHANTOM_TLS_CLIENT_CRL')?.split(/\s+/) ?? [],
   };
+  const proxyCa = env.optional('PHANTOM_TRUSTED_PROXY_CA');
+  if (proxyCa !== undefined) paths.proxyCa = proxyCa;
   return {
     ...readTlsMaterial(paths),
     minVersion: env.oneOf<TlsMinVersion>('PHANTOM_TLS_MIN_VERSION', 'TLSv1.2', ['TLSv1.2', 'TLSv1.3']),

@@ -12,6 +12,8 @@ export interface TlsPaths {
   clientCa: string;
   /** PEM CRL files (each may hold several); empty: no revocation check. */
   crl: readonly string[];
+  /** PHANTOM_TRUSTED_PROXY_CA: a trusted ingress's CA, whose CRL the CRL files must hold too. */
+  proxyCa?: string | undefined;
 }
 
 /** PEM texts of the listener's certificate chain, its key, the partner CAs and their CRLs. */
@@ -113,10 +115,10 @@ function readCrls(paths: readonly string[], caCertificates: X509Certificate[]): 
   const caSubjects = new Map(caCertificates.map((ca) => [subjectDer(ca), ca.subject.replace(/\n/g, ', ')]));
   const crlIssuers = new Set(crls.map((crl) => crl.issuer));
   for (const crl of crls) {
-    if (!caSubjects.has(crl.issuer)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'holds a CRL whose issuer is not a CA of PHANTOM_TLS_CLIENT_CA');
+    if (!caSubjects.has(crl.issuer)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'holds a CRL whose issuer is not a CA of PHANTOM_TLS_CLIENT_CA (or PHANTOM_TRUSTED_PROXY_CA)');
   }
   for (const [subject, name] of caSubjects) {
-    if (!crlIssuers.has(subject)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', `has no CRL for the CA "${name}" of PHANTOM_TLS_CLIENT_CA`);
+    if (!crlIssuers.has(subject)) throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', `has no CRL for the CA "${name}" of PHANTOM_TLS_CLIENT_CA or PHANTOM_TRUSTED_PROXY_CA (with CRLs, every CA the handshake trusts needs its own)`);
   }
   const nextUpdates = crls.map((crl) => crl.nextUpdateMs).filter((ms): ms is number => ms !== undefined);
   const revoked = new Map<string, Set<string>>();
@@ -138,6 +140,8 @@ export function readTlsMaterial(paths: TlsPaths, nowMs: number = Date.now()): Tl
   const serverNotAfterMs = Date.parse(leaf.validTo);
   if (serverNotAfterMs <= nowMs) throw new ConfigError('PHANTOM_TLS_CERT', `expired on ${leaf.validTo}`);
   const ca = readCertificateFile('PHANTOM_TLS_CLIENT_CA', paths.clientCa);
-  const crl = readCrls(paths.crl, ca.certificates);
+  // The handshake verifies an ingress under its own CA: with CRLs, OpenSSL wants that CA's too.
+  const proxyCas = paths.proxyCa === undefined ? [] : readCertificateFile('PHANTOM_TRUSTED_PROXY_CA', paths.proxyCa).certificates;
+  const crl = readCrls(paths.crl, [...ca.certificates, ...proxyCas]);
   return { cert, key, clientCa: ca.pem, crl: crl?.pem, serverNotAfterMs, crlNextUpdateMs: crl?.nextUpdateMs, caCertificates: ca.certificates, revoked: crl?.revoked ?? new Map() };
 }

@@ -5,11 +5,12 @@
 // is verified again here (issued by a partner CA, in date, not revoked), since the header is
 // only as good as the ingress. On any other connection the header is ignored (and never
 // forwarded), so a partner who reaches the sidecar directly cannot speak for another.
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { InvalidToken } from '../errors.ts';
 import type { ClientCertSource } from '../config.ts';
-import { normalisedSerial, pemCertificates, subjectDer, type TlsMaterial } from '../tls-material.ts';
+import { pemCertificates, type TlsMaterial } from '../tls-material.ts';
+import { MAX_CHAIN, verifyHeaderCertificate } from './header-certificate.ts';
 import { certificateThumbprint, connectionThumbprint } from './tls.ts';
 
 export interface PartnerCertificate {
@@ -20,7 +21,6 @@ export interface PartnerCertificate {
 
 // RFC 8941 §3.3.5 byte sequence: ":" base64 ":".
 const BYTE_SEQUENCE = /^:([A-Za-z0-9+/]+={0,2}):$/;
-const MAX_CHAIN = 4;
 
 function parseByteSequence(value: string): X509Certificate {
   const match = BYTE_SEQUENCE.exec(value.trim());
@@ -32,44 +32,81 @@ function parseByteSequence(value: string): X509Certificate {
   }
 }
 
-/** Envoy's XFCC: `Hash=…;Cert="<URL-encoded PEM>";Subject=…`, one element per proxy hop. */
+/**
+ * Envoy's x-forwarded-client-cert: elements separated by `,`, each `key=value` pairs separated
+ * by `;`, a value double-quoted where it holds `,` `;` or `=` (with `\"` for a quote inside).
+ * Read by that grammar, never by splitting, so a quoted Subject cannot smuggle another Cert.
+ * Envoy's own builder has no library on npm, so the few lines are written here.
+ */
+export function parseXfccElements(value: string): Array<Map<string, string>> {
+  const elements: Array<Map<string, string>> = [];
+  let pairs = new Map<string, string>();
+  let key = '';
+  let text = '';
+  let inKey = true;
+  let quoted = false;
+  const endPair = (): void => {
+    if (key !== '' || text !== '') pairs.set(key.trim().toLowerCase(), inKey ? '' : text);
+    key = '';
+    text = '';
+    inKey = true;
+  };
+  for (let i = 0; i < value.length; i += 1) {
+    const char = value[i] ?? '';
+    if (quoted) {
+      if (char === '\\' && value[i + 1] === '"') {
+        text += '"';
+        i += 1;
+      } else if (char === '"') {
+        quoted = false;
+      } else {
+        text += char;
+      }
+    } else if (char === '"' && !inKey) {
+      quoted = true;
+    } else if (char === '=' && inKey) {
+      inKey = false;
+    } else if (char === ';') {
+      endPair();
+    } else if (char === ',') {
+      endPair();
+      elements.push(pairs);
+      pairs = new Map();
+    } else if (inKey) {
+      key += char;
+    } else {
+      text += char;
+    }
+  }
+  if (quoted) throw new InvalidToken('client_cert_invalid', 'xfcc_unterminated_quote');
+  endPair();
+  elements.push(pairs);
+  return elements;
+}
+
+/** The certificate of the last XFCC element: the one the ingress added for its client. */
 function parseXfcc(value: string): X509Certificate {
-  // With several hops, the last element is the one the ingress added for its client.
-  const element = value.split(',').at(-1) ?? '';
-  const match = /(?:^|;)\s*Cert="([^"]*)"/.exec(element);
-  if (match === null) throw new InvalidToken('client_cert_invalid', 'no_cert_in_xfcc');
+  const element = parseXfccElements(value).at(-1);
+  const pem = element?.get('cert');
+  if (pem === undefined || pem === '') throw new InvalidToken('client_cert_invalid', 'no_cert_in_xfcc');
+  let certificate: X509Certificate;
   try {
-    return new X509Certificate(decodeURIComponent(match[1] ?? ''));
+    certificate = new X509Certificate(decodeURIComponent(pem));
   } catch {
     throw new InvalidToken('client_cert_invalid', 'not_a_certificate');
   }
+  // Envoy's Hash is the hex SHA-256 of the same certificate's DER: a mismatch is a forgery or a bug.
+  const hash = element?.get('hash');
+  if (hash !== undefined && hash.toLowerCase() !== createHash('sha256').update(certificate.raw).digest('hex')) {
+    throw new InvalidToken('client_cert_invalid', 'xfcc_hash_mismatch');
+  }
+  return certificate;
 }
 
 function single(values: readonly string[] | undefined): string | undefined {
   if (values === undefined || values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidToken('client_cert_invalid', 'several_headers');
   return values[0];
-}
-
-/**
- * The certificate's path to a partner CA through the chain the ingress passed on, each link
- * issued and signed by the next, every certificate in date, none revoked.
- */
-function verifyHeaderCertificate(leaf: X509Certificate, chain: readonly X509Certificate[], material: TlsMaterial, nowMs: number): void {
-  let current = leaf;
-  for (let depth = 0; depth <= MAX_CHAIN; depth += 1) {
-    if (Date.parse(current.validFrom) > nowMs || Date.parse(current.validTo) <= nowMs) throw new InvalidToken('client_cert_invalid', 'out_of_date');
-    // An intermediate from the header must itself be a CA: a partner's leaf never issues.
-    const issuer = material.caCertificates.find((ca) => current.checkIssued(ca) && current.verify(ca.publicKey))
-      ?? chain.find((candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey));
-    if (issuer === undefined) throw new InvalidToken('client_cert_invalid', 'untrusted_issuer');
-    if (material.crl !== undefined && material.revoked.get(subjectDer(issuer))?.has(normalisedSerial(current.serialNumber)) === true) {
-      throw new InvalidToken('client_cert_invalid', 'revoked');
-    }
-    if (material.caCertificates.includes(issuer)) return;
-    current = issuer;
-  }
-  throw new InvalidToken('client_cert_invalid', 'chain_too_long');
 }
 
 export interface PartnerCertificates {

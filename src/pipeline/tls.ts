@@ -18,6 +18,8 @@ export const TLS12_CIPHERS = [
   'ECDHE-RSA-AES256-GCM-SHA384',
 ].join(':');
 
+const PEM_CRL_BLOCK = /-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g;
+
 export interface ServerTlsOptions extends SecureContextOptions {
   requestCert: true;
   rejectUnauthorized: false;
@@ -34,7 +36,8 @@ export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'client
     ca: handshakeOnlyCa === undefined ? tls.clientCa : `${tls.clientCa}\n${handshakeOnlyCa}`,
     // A revoked partner certificate fails the handshake. A CRL past its nextUpdate fails every
     // handshake of its CA's partners (OpenSSL's rule, as in nginx): closed, never silently open.
-    ...(tls.crl === undefined ? {} : { crl: tls.crl }),
+    // One PEM block per element: Node's context reads a single CRL from each string given.
+    ...(tls.crl === undefined ? {} : { crl: tls.crl.match(PEM_CRL_BLOCK) ?? [] }),
     requestCert: true,
     // OpenSSL still verifies the chain, dates and CRLs during the handshake; its verdict is
     // enforced by http/admission.ts before HTTP reads a byte (the connection is destroyed),

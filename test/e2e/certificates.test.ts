@@ -184,7 +184,7 @@ describe('CRL configuration', () => {
     const rogueCa = readFileSync(pki.path('rogue-ca.pem'), 'utf8');
     const withRogue = join(dir, 'with-rogue.pem');
     writeFileSync(withRogue, `${pki.ca}\n${rogueCa}`);
-    assert.match(fails({ PHANTOM_TLS_CLIENT_CA: withRogue, PHANTOM_TLS_CLIENT_CRL: crl }), /^PHANTOM_TLS_CLIENT_CRL: has no CRL for the CA ".*rogue CA.*" of PHANTOM_TLS_CLIENT_CA$/);
+    assert.match(fails({ PHANTOM_TLS_CLIENT_CA: withRogue, PHANTOM_TLS_CLIENT_CRL: crl }), /^PHANTOM_TLS_CLIENT_CRL: has no CRL for the CA ".*rogue CA.*" of PHANTOM_TLS_CLIENT_CA or PHANTOM_TRUSTED_PROXY_CA /);
     const rogueOnly = join(dir, 'rogue-only.pem');
     writeFileSync(rogueOnly, rogueCa);
     assert.match(fails({ PHANTOM_TLS_CLIENT_CA: rogueOnly, PHANTOM_TLS_CLIENT_CRL: crl }), /holds a CRL whose issuer is not a CA of PHANTOM_TLS_CLIENT_CA/);

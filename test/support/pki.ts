@@ -72,13 +72,22 @@ export function issueServerCertificate(pki: Pki, dir: string, name: string, subj
  * A CRL of the test CA, written to `dir/NAME.crl.pem`, revoking the given certificates.
  * `validSeconds` short makes one that goes stale soon (openssl ca cannot back-date).
  */
-export function issueCrl(pki: Pki, dir: string, name: string, revoked: readonly string[], validSeconds = 7 * 86_400): string {
+/** A CA of its own (paths), for a trusted ingress's certificates. */
+export function makeCa(dir: string, name: string): { cert: string; key: string } {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.pem`);
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-x509', '-new', '-key', key, '-subj', `/O=phantom-sidecar development/CN=${name}`, '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+export function issueCrl(pki: Pki, dir: string, name: string, revoked: readonly string[], validSeconds = 7 * 86_400, ca = { cert: pki.path('ca.pem'), key: pki.path('ca.key') }): string {
   const db = mkdtempSync(join(dir, `${name}-db-`));
   writeFileSync(join(db, 'index.txt'), '');
   writeFileSync(join(db, 'crlnumber'), '01\n');
   const config = join(db, 'ca.cnf');
   writeFileSync(config, `[ ca ]\ndefault_ca = dev\n[ dev ]\ndatabase = ${db}/index.txt\ncrlnumber = ${db}/crlnumber\ndefault_md = sha256\n`);
-  const base = ['ca', '-config', config, '-cert', pki.path('ca.pem'), '-keyfile', pki.path('ca.key')];
+  const base = ['ca', '-config', config, '-cert', ca.cert, '-keyfile', ca.key];
   revoked.forEach((pem, i) => {
     const file = join(db, `revoked-${i}.pem`);
     writeFileSync(file, pem);
@@ -90,7 +99,7 @@ export function issueCrl(pki: Pki, dir: string, name: string, revoked: readonly 
 }
 
 /** A client certificate from the test CA (or self-signed), with a key of its own, as paths. */
-export function issueClientCertificate(pki: Pki, dir: string, name: string, subject: string, { selfSigned = false } = {}): { cert: string; key: string } {
+export function issueClientCertificate(pki: Pki, dir: string, name: string, subject: string, { selfSigned = false, ca = { cert: pki.path('ca.pem'), key: pki.path('ca.key') } } = {}): { cert: string; key: string } {
   const key = join(dir, `${name}.key`);
   const cert = join(dir, `${name}.pem`);
   const ext = join(dir, `${name}.ext`);
@@ -102,6 +111,30 @@ export function issueClientCertificate(pki: Pki, dir: string, name: string, subj
   }
   const csr = join(dir, `${name}.csr`);
   execFileSync('openssl', ['req', '-new', '-key', key, '-subj', subject, '-out', csr], { stdio: 'ignore' });
-  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.path('ca.pem'), '-CAkey', pki.path('ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
   return { cert, key };
+}
+
+/**
+ * An intermediate CA under the test CA (whose pathlen:0 forbids one) and a client
+ * certificate under it: a chain a handshake refuses.
+ */
+export function issueUnderSubCa(pki: Pki, dir: string, name: string): { subCa: string; cert: string; key: string } {
+  const caKey = join(dir, `${name}-ca.key`);
+  const caCsr = join(dir, `${name}-ca.csr`);
+  const subCa = join(dir, `${name}-ca.pem`);
+  const caExt = join(dir, `${name}-ca.ext`);
+  writeFileSync(caExt, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-new', '-key', caKey, '-subj', `/O=phantom-sidecar development/CN=${name} sub-CA`, '-out', caCsr], { stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', caCsr, '-CA', pki.path('ca.pem'), '-CAkey', pki.path('ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '30', '-extfile', caExt, '-out', subCa], { stdio: 'ignore' });
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.pem`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', `/O=Partner D Ltd/CN=${name}`, '-out', csr], { stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', subCa, '-CAkey', caKey, '-CAcreateserial', '-CAserial', join(dir, `${name}-ca.srl`), '-days', '30', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
+  return { subCa, cert, key };
 }
