@@ -117,6 +117,11 @@ function isUnreachable(error: unknown): boolean {
   return error instanceof AuthorizationServerUnavailable && UNREACHABLE.has(error.reason);
 }
 
+// Longer than any introspection may take (PHANTOM_INTROSPECTION_TIMEOUT_MS is at most 60 s).
+const REVOCATION_MEMORY_MS = 120_000;
+
+const REVOKED_MEANWHILE: CacheEntry = { introspection: { active: false } };
+
 interface Resolved {
   entry: CacheEntry;
   outcome: 'miss' | 'fleet' | 'stale';
@@ -147,6 +152,9 @@ export class IntrospectionCache {
   // Whether revocation events can reach this cache (a fleet or a Shared Signals receiver):
   // without them the subject index would only cost memory.
   readonly #revocable: boolean;
+  // Subjects revoked within the last REVOCATION_MEMORY_MS, and when: an answer that was already
+  // on its way when its subject was revoked must not be kept, nor used.
+  readonly #recentlyRevoked = new LRUCache<string, number>({ max: 100_000, ttl: REVOCATION_MEMORY_MS, ttlAutopurge: false });
 
   constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now, fleet?: FleetLevel, revocable = fleet !== undefined) {
     this.#introspector = introspector;
@@ -197,6 +205,7 @@ export class IntrospectionCache {
 
   async #resolve(key: string, token: string, beforeCall: BeforeCall | undefined): Promise<Resolved> {
     const fleet = this.#fleet;
+    const startedAt = this.#now();
     let locked = false;
     if (fleet !== undefined && fleet.shared.connected) {
       // One introspection per token per cluster: whoever takes the lock asks, the others wait.
@@ -206,6 +215,7 @@ export class IntrospectionCache {
         if (!locked) known = await fleet.shared.waitFor(key, fleet.lockTtlMs);
       }
       if (known !== undefined) {
+        if (this.#revokedSince(known.introspection, key, startedAt)) return { entry: REVOKED_MEANWHILE, outcome: 'fleet' };
         const entry: CacheEntry = { introspection: known.introspection };
         // The same lifetime rule as an answer from the AS: never past exp nor the max TTL.
         const now = this.#now();
@@ -219,6 +229,10 @@ export class IntrospectionCache {
       if (beforeCall !== undefined) ticket = await beforeCall();
       // A failure rejects here and is never stored.
       const entry: CacheEntry = { introspection: await this.#introspector.introspect(token) };
+      // Revoked while the AS was answering: the answer predates the revocation. Not kept, not used.
+      if (this.#revokedSince(entry.introspection, key, startedAt)) {
+        return ticket === undefined ? { entry: REVOKED_MEANWHILE, outcome: 'miss' } : { entry: REVOKED_MEANWHILE, outcome: 'miss', ticket };
+      }
       const ttl = cacheLifetimeMs(entry.introspection, this.#settings, this.#now());
       this.#store(key, entry, ttl);
       if (fleet !== undefined && ttl > 0) await fleet.shared.set(key, entry.introspection, ttl, subjectsOf(entry.introspection, key));
@@ -270,10 +284,17 @@ export class IntrospectionCache {
     }
   }
 
+  #revokedSince(introspection: Introspection, key: string, since: number): boolean {
+    if (!this.#revocable || this.#recentlyRevoked.size === 0) return false;
+    return subjectsOf(introspection, key).some((subject) => (this.#recentlyRevoked.get(subject) ?? Number.NEGATIVE_INFINITY) >= since);
+  }
+
   /** Drops every answer a revocation names; returns how many. */
   invalidate(subjects: readonly string[]): number {
     let dropped = 0;
+    const now = this.#now();
     for (const subject of subjects) {
+      if (this.#revocable) this.#recentlyRevoked.set(subject, now);
       const keys = subject.startsWith('token:') ? [subject.slice('token:'.length)] : [...(this.#bySubject.get(subject) ?? [])];
       for (const key of keys) {
         if (this.#active?.delete(key) === true) dropped += 1;

@@ -213,3 +213,28 @@ test('stale-if-error: an active answer past its cache lifetime but not its exp i
   failing = true;
   await assert.rejects(off.lookup('v'), AuthorizationServerUnavailable, 'off by default');
 });
+
+test('a revocation that arrives while the token is being introspected: the active answer is neither kept nor used', async () => {
+  const introspector = scripted();
+  let now = NOW;
+  const cache = new IntrospectionCache(introspector, settings, () => now, undefined, true);
+  const key = tokenKey('racing');
+  const pending = cache.lookup('racing');
+  await new Promise((resolve) => setImmediate(resolve));
+  cache.invalidate([`token:${key}`]);
+  introspector.settle({ active: true, claims: { exp: NOW / 1000 + 60, sub: 'user-1' } });
+  assert.equal((await pending).entry.introspection.active, false, 'the answer predates the revocation');
+  assert.equal(cache.peek('racing'), undefined, 'and is not cached');
+  // By subject too: an answer for a user revoked meanwhile.
+  const bySubject = cache.lookup('racing-2');
+  await new Promise((resolve) => setImmediate(resolve));
+  cache.invalidate(['opaque:user-2']);
+  introspector.settle({ active: true, claims: { exp: NOW / 1000 + 60, sub: 'user-2' } });
+  assert.equal((await bySubject).entry.introspection.active, false);
+  // An introspection that starts after the revocation is judged on its own.
+  now += 1;
+  const later = cache.lookup('racing-3');
+  introspector.settle({ active: true, claims: { exp: NOW / 1000 + 60, sub: 'user-2' } });
+  assert.equal((await later).entry.introspection.active, true);
+  assert.equal(cache.peek('racing-3')?.introspection.active, true);
+});
