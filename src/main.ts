@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   };
   // Metadata that contradicts the configuration is a configuration error like any other.
   void sidecar.configurationError.then((error) => fail(error.message));
-  const admin = buildAdmin({ logger, readiness, jwks: tokens.jwks, metrics, resourceMetadata: sidecar.resourceMetadata, ssf: sidecar.ssf });
+  const admin = buildAdmin({ logger, deadlines: config.http, readiness, jwks: tokens.jwks, metrics, resourceMetadata: sidecar.resourceMetadata, ssf: sidecar.ssf });
 
   try {
     await admin.listen({ host: config.admin.host, port: config.admin.port });

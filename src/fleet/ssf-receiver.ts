@@ -59,6 +59,8 @@ export class MemoryJtiLedger implements JtiLedger {
 
 const refused = (err: string, description: string): SsfAnswer => ({ status: 400, body: { err, description } });
 
+export const UNAUTHENTICATED: SsfAnswer = refused('authentication_failed', 'The request is not authenticated');
+
 /** RFC 9493 subject identifiers, as the cache indexes its answers (see subjectsOf). */
 export function subjectKeys(subject: unknown, eventType: string): string[] {
   if (typeof subject !== 'object' || subject === null) return [];
@@ -67,8 +69,21 @@ export function subjectKeys(subject: unknown, eventType: string): string[] {
   if (id.format === 'iss_sub' && typeof id.iss === 'string' && typeof id.sub === 'string') return [`iss_sub:${id.iss}|${id.sub}`];
   // SSF complex subjects: the user (or the tenant's user) is what cached tokens belong to.
   if (id.format === 'complex' || id.format === undefined) return [...subjectKeys(id.user, eventType), ...subjectKeys(id.session, eventType)];
+  // RFC 9493 §3.2.3: several identifiers of one subject; any indexed one finds its answers.
+  if (id.format === 'aliases' && Array.isArray(id.identifiers)) return id.identifiers.flatMap((alias) => subjectKeys(alias, eventType));
   return [];
 }
+
+/** The format a subject was given in, for an answer that says which could not be applied. */
+function formatOf(subject: unknown): string {
+  const format = (subject as { format?: unknown } | null)?.format;
+  return typeof format === 'string' && /^[a-z_]{1,32}$/.test(format) ? format : 'unknown';
+}
+
+// The transmitter's configuration and keys: fetched within this, and a failure remembered this
+// long, so that a burst of pushes cannot open a connection each.
+const FETCH_TIMEOUT_MS = 2000;
+const FAILURE_MEMORY_MS = 30_000;
 
 export class SsfReceiver {
   readonly #settings: NonNullable<FleetConfig['ssf']>;
@@ -77,34 +92,61 @@ export class SsfReceiver {
   readonly #logger: Logger;
   readonly #dispatcher: Agent;
   #keys: JWTVerifyGetKey | undefined;
+  #loading: Promise<JWTVerifyGetKey> | undefined;
+  #failedUntil = 0;
 
   constructor(settings: NonNullable<FleetConfig['ssf']>, sink: RevocationSink, ledger: JtiLedger, logger: Logger) {
     this.#settings = settings;
     this.#sink = sink;
     this.#ledger = ledger;
     this.#logger = logger;
-    this.#dispatcher = new Agent({ connect: { ca: settings.ca, rejectUnauthorized: true } });
+    this.#dispatcher = new Agent({ connect: { ca: settings.ca, rejectUnauthorized: true }, connectTimeout: FETCH_TIMEOUT_MS, headersTimeout: FETCH_TIMEOUT_MS, bodyTimeout: FETCH_TIMEOUT_MS });
   }
 
   async #keySet(): Promise<JWTVerifyGetKey> {
     if (this.#keys !== undefined) return this.#keys;
+    if (Date.now() < this.#failedUntil) throw new Error('the transmitter\'s configuration failed a moment ago');
+    // One fetch at a time, whatever number of pushes arrive meanwhile.
+    this.#loading ??= this.#loadKeySet().then(
+      (keys) => {
+        this.#keys = keys;
+        return keys;
+      },
+      (error: unknown) => {
+        this.#failedUntil = Date.now() + FAILURE_MEMORY_MS;
+        throw error;
+      },
+    ).finally(() => {
+      this.#loading = undefined;
+    });
+    return this.#loading;
+  }
+
+  async #loadKeySet(): Promise<JWTVerifyGetKey> {
     let url = this.#settings.jwksUrl;
     if (url === undefined) {
       // SSF 1.0 §7: the transmitter's configuration names its keys.
-      const response = await request(`${this.#settings.issuer?.replace(/\/$/, '')}/.well-known/ssf-configuration`, { dispatcher: this.#dispatcher });
+      const response = await request(`${this.#settings.issuer?.replace(/\/$/, '')}/.well-known/ssf-configuration`, {
+        dispatcher: this.#dispatcher,
+        headersTimeout: FETCH_TIMEOUT_MS,
+        bodyTimeout: FETCH_TIMEOUT_MS,
+        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+      });
       const metadata = (await response.body.json()) as { issuer?: unknown; jwks_uri?: unknown };
       if (metadata.issuer !== this.#settings.issuer || typeof metadata.jwks_uri !== 'string') throw new Error('ssf configuration does not match');
       url = new URL(metadata.jwks_uri);
     }
-    this.#keys = remoteKeySet(url, this.#dispatcher);
-    return this.#keys;
+    return remoteKeySet(url, this.#dispatcher, { timeoutMs: FETCH_TIMEOUT_MS });
+  }
+
+  /** RFC 8935 push authentication, checked before the body is read. */
+  authenticated(authorization: string | undefined): boolean {
+    const expected = this.#settings.authToken;
+    return expected === undefined || (authorization !== undefined && sameText(`Bearer ${expected}`, authorization));
   }
 
   async receive(contentType: string | undefined, authorization: string | undefined, body: string): Promise<SsfAnswer> {
-    const expected = this.#settings.authToken;
-    if (expected !== undefined && (authorization === undefined || !sameText(`Bearer ${expected}`, authorization))) {
-      return refused('authentication_failed', 'The request is not authenticated');
-    }
+    if (!this.authenticated(authorization)) return UNAUTHENTICATED;
     if (mediaType(contentType) !== 'application/secevent+jwt') {
       return refused('invalid_request', 'Content-Type must be application/secevent+jwt');
     }
@@ -140,13 +182,16 @@ export class SsfReceiver {
       // Unknown event types are acknowledged and ignored, as SSF says.
       if (!REVOKING.has(type)) continue;
       const subject = payload.sub_id ?? (event as { subject?: unknown } | null)?.subject;
-      for (const key of subjectKeys(subject, type)) subjects.add(key);
+      const keys = subjectKeys(subject, type);
+      // A revocation this pod cannot apply is said to the transmitter, never acknowledged and dropped.
+      if (keys.length === 0) return refused('invalid_request', `The subject (format ${formatOf(subject)}) cannot be applied: use iss_sub, opaque, complex or aliases holding one`);
+      for (const key of keys) subjects.add(key);
     }
     if (subjects.size > 0) {
       try {
         await this.#sink.revoke([...subjects]);
       } catch {
-        return { status: 503 };
+        return { status: 503, body: { err: 'temporarily_unavailable', description: 'Applied at this replica only: the fleet did not get it; deliver the SET again' } };
       }
     }
     await this.#ledger.add(jti, JTI_TTL_MS).catch(() => undefined);

@@ -48,7 +48,7 @@ export async function startSidecar(env: Record<string, string>, parts: Partial<S
   });
   const logger = createLogger(config.logLevel, sink);
   const sidecar = await buildSidecar(config, { ...parts, logger });
-  const admin = buildAdmin({ logger, readiness: { get ready() { return sidecar.ready(); } }, jwks: sidecar.tokens.jwks, metrics: sidecar.metrics, resourceMetadata: sidecar.resourceMetadata, ssf: sidecar.ssf });
+  const admin = buildAdmin({ logger, deadlines: config.http, readiness: { get ready() { return sidecar.ready(); } }, jwks: sidecar.tokens.jwks, metrics: sidecar.metrics, resourceMetadata: sidecar.resourceMetadata, ssf: sidecar.ssf });
   await admin.listen({ host: '127.0.0.1', port: 0 });
   await sidecar.app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -41,6 +41,51 @@ test('subject identifiers become the cache\'s subject keys (RFC 9493)', () => {
   assert.deepEqual(subjectKeys({ format: 'opaque', id: 'hash' }, TOKEN_REVOKED), ['token:hash']);
   assert.deepEqual(subjectKeys({ format: 'complex', user: { format: 'opaque', id: 'u2' } }, `${CAEP}credential-change`), ['opaque:u2']);
   assert.deepEqual(subjectKeys({ format: 'email', email: 'a@b' }, `${CAEP}session-revoked`), []);
+  assert.deepEqual(subjectKeys({ format: 'aliases', identifiers: [{ format: 'email', email: 'a@b' }, { format: 'iss_sub', iss: 'https://as', sub: 'u3' }] }, `${CAEP}session-revoked`), ['iss_sub:https://as|u3']);
+});
+
+test('a revoking event whose subject cannot be applied is answered 400 with the reason, never acknowledged and dropped', async () => {
+  revoked.length = 0;
+  for (const subject of [{ format: 'email', email: 'user@example.com' }, { format: 'account', uri: 'acct:user@example.com' }, { format: 'aliases', identifiers: [{ format: 'email', email: 'a@b' }] }]) {
+    const answer = await push(await set({ [`${CAEP}session-revoked`]: {} }, { sub_id: subject }));
+    assert.equal(answer.status, 400, JSON.stringify(subject));
+    assert.equal(answer.body?.err, 'invalid_request');
+    assert.match(answer.body?.description ?? '', new RegExp(`format ${subject.format}`));
+    assert.ok(!(answer.body?.description ?? '').includes('user@example.com'), 'the subject itself is not echoed');
+  }
+  const aliases = await push(await set({ [`${CAEP}session-revoked`]: {} }, { sub_id: { format: 'aliases', identifiers: [{ format: 'email', email: 'a@b' }, { format: 'opaque', id: 'u9' }] } }));
+  assert.equal(aliases.status, 202);
+  assert.deepEqual(revoked, [['opaque:u9']]);
+});
+
+test('an unreachable transmitter: one fetch for a burst of pushes, with a deadline, and its failure remembered', async () => {
+  const { createServer } = await import('node:net');
+  let connections = 0;
+  const sockets: import('node:net').Socket[] = [];
+  // Accepts and never answers: the worst a transmitter's configuration endpoint can do.
+  const hanging = createServer((socket) => {
+    connections += 1;
+    sockets.push(socket);
+  });
+  await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+  const port = (hanging.address() as import('node:net').AddressInfo).port;
+  const stalled = new SsfReceiver({ issuer: `https://127.0.0.1:${port}`, jwksUrl: undefined, audience: 'https://api.test', ca: pki.ca, authToken: undefined }, { revoke: async () => undefined }, new MemoryJtiLedger(), quiet);
+  try {
+    const body = await set({ [`${CAEP}session-revoked`]: {} }, { sub_id: { format: 'opaque', id: 'u' } });
+    const started = Date.now();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => stalled.receive('application/secevent+jwt', undefined, body)));
+    assert.deepEqual([...new Set(answers.map((answer) => answer.status))], [503]);
+    assert.ok(Date.now() - started < 5000, `the fetch took ${Date.now() - started} ms`);
+    assert.equal(connections, 1, 'one connection for fifty pushes');
+    const again = Date.now();
+    assert.equal((await stalled.receive('application/secevent+jwt', undefined, body)).status, 503);
+    assert.ok(Date.now() - again < 100, 'the failure is remembered, not retried at once');
+    assert.equal(connections, 1);
+  } finally {
+    await stalled.close();
+    for (const socket of sockets) socket.destroy();
+    hanging.close();
+  }
 });
 
 test('the push bearer token and the media type are required', async () => {
@@ -83,7 +128,9 @@ test('a fleet that cannot take the event: 503, and the same SET is taken when it
   );
   try {
     const body = await set({ [`${CAEP}session-revoked`]: { subject: { format: 'opaque', id: 'u' } } });
-    assert.equal((await failing.receive('application/secevent+jwt', undefined, body)).status, 503);
+    const answer = await failing.receive('application/secevent+jwt', undefined, body);
+    assert.equal(answer.status, 503);
+    assert.match(answer.body?.description ?? '', /the fleet did not get it/);
     assert.equal((await failing.receive('application/secevent+jwt', undefined, body)).status, 503, 'not recorded as seen');
   } finally {
     await failing.close();
