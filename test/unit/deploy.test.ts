@@ -251,7 +251,7 @@ async function exposedMetrics(): Promise<Set<string>> {
   const { SidecarMetrics } = await import('../../src/metrics.ts');
   const metrics = new SidecarMetrics({
     activeEntries: () => 0, inactiveEntries: () => 0, introspectionsInFlight: () => 0, upstreamSlotsInUse: () => 0,
-    serverNotAfterMs: () => Date.now(), crlNextUpdateMs: () => undefined, fleetConnected: () => 1, now: Date.now,
+    serverNotAfterMs: () => Date.now(), crlNextUpdateMs: () => Date.now(), fleetConnected: () => 1, now: Date.now,
   });
   return new Set((await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name));
 }
@@ -262,7 +262,7 @@ test('the PrometheusRule validates and every metric it uses exists on /metrics',
   new PrometheusRule(rule as never).validate();
   const exposed = await exposedMetrics();
   const alerts = rule.spec.groups.flatMap((group) => group.rules);
-  assert.deepEqual(alerts.map((alert) => alert.alert).filter((name) => /Certificate|Crl|AuthorizationServer|Redis|Revocation/.test(name)).length, alerts.length);
+  assert.deepEqual(alerts.map((alert) => alert.alert).filter((name) => /Certificate|Crl|AuthorizationServer|Redis|Revocation|Tls|Connections/.test(name)).length, alerts.length);
   for (const alert of alerts) for (const name of metricNames(alert.expr)) assert.ok(exposed.has(name), `${alert.alert}: ${name}`);
 });
 
