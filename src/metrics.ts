@@ -22,6 +22,12 @@ export interface MetricSources {
   now(): number;
 }
 
+/** A counter with one label, registered by the caller (some only when their feature is configured). */
+function oneLabelCounter<V extends string>(name: string, label: string, help: string): ((value: V) => void) & { metric: Counter } {
+  const metric = new Counter({ name, help, labelNames: [label], registers: [] });
+  return Object.assign((value: V) => metric.inc({ [label]: value }), { metric });
+}
+
 function gauge(registry: Registry, name: string, help: string, read: () => number | undefined): void {
   new Gauge({
     name,
@@ -84,7 +90,7 @@ export class SidecarMetrics {
     const { fleetConnected, crlNextUpdateMs } = sources;
     if (fleetConnected !== undefined) {
       gauge(this.registry, 'phantom_redis_connected', 'Whether the fleet\'s Redis answers in time (1) or not (0); absent without Redis', fleetConnected);
-      this.registry.registerMetric(this.#rejectedValues);
+      this.registry.registerMetric(this.redisValueRejected.metric);
     }
     gauge(this.registry, 'phantom_tls_server_certificate_expiry_seconds', 'Seconds until the server certificate\'s notAfter', () => seconds(sources.serverNotAfterMs()));
     if (crlNextUpdateMs !== undefined) {
@@ -95,54 +101,17 @@ export class SidecarMetrics {
         () => seconds(crlNextUpdateMs()),
       );
     }
-    this.registry.registerMetric(this.#handshakeFailures);
-    this.registry.registerMetric(this.#asFailures);
-    this.registry.registerMetric(this.#connectionsRefused);
+    for (const counter of [this.handshakeFailed, this.asFailed, this.connectionRefused]) this.registry.registerMetric(counter.metric);
   }
 
-  readonly #handshakeFailures = new Counter({
-    name: 'phantom_tls_handshake_failures_total',
-    help: 'TLS handshakes refused or failed, by reason: expired, unknown_ca, revoked, no_certificate, handshake_timeout, protocol, other',
-    labelNames: ['reason'],
-    registers: [],
-  });
-
-  handshakeFailed(reason: string): void {
-    this.#handshakeFailures.inc({ reason });
-  }
-
-  readonly #asFailures = new Counter({
-    name: 'phantom_as_failures_total',
-    help: 'Calls to the authorization server that gave no usable answer, by reason (as_unreachable, as_timeout, as_error_status, ...)',
-    labelNames: ['reason'],
-    registers: [],
-  });
-
-  asFailed(reason: string): void {
-    this.#asFailures.inc({ reason });
-  }
-
-  readonly #connectionsRefused = new Counter({
-    name: 'phantom_connections_refused_total',
-    help: 'Connections closed at the handshake because a cap was reached: per_client (PHANTOM_MAX_CONNECTIONS_PER_CLIENT) or total (PHANTOM_MAX_CONNECTIONS)',
-    labelNames: ['cap'],
-    registers: [],
-  });
-
-  connectionRefused(cap: 'per_client' | 'total'): void {
-    this.#connectionsRefused.inc({ cap });
-  }
-
-  readonly #rejectedValues = new Counter({
-    name: 'phantom_redis_rejected_values_total',
-    help: 'Values read from Redis that did not open under PHANTOM_REDIS_KEY (forged, moved, or sealed under another key), by kind; each was a miss',
-    labelNames: ['kind'],
-    registers: [],
-  });
-
-  redisValueRejected(kind: 'answer' | 'revocation'): void {
-    this.#rejectedValues.inc({ kind });
-  }
+  /** Counts by reason how many handshakes were refused or failed. */
+  readonly handshakeFailed = oneLabelCounter('phantom_tls_handshake_failures_total', 'reason', 'TLS handshakes refused or failed, by reason: expired, unknown_ca, revoked, no_certificate, handshake_timeout, protocol, other');
+  /** Counts by reason the calls to the AS that gave no usable answer. */
+  readonly asFailed = oneLabelCounter('phantom_as_failures_total', 'reason', 'Calls to the authorization server that gave no usable answer, by reason (as_unreachable, as_timeout, as_error_status, ...)');
+  /** Counts the connections a cap closed. */
+  readonly connectionRefused = oneLabelCounter<'per_client' | 'total'>('phantom_connections_refused_total', 'cap', 'Connections closed at the handshake because a cap was reached: per_client (PHANTOM_MAX_CONNECTIONS_PER_CLIENT) or total (PHANTOM_MAX_CONNECTIONS)');
+  /** Counts the values in Redis that did not open. */
+  readonly redisValueRejected = oneLabelCounter<'answer' | 'revocation'>('phantom_redis_rejected_values_total', 'kind', 'Values read from Redis that did not open under PHANTOM_REDIS_KEY (forged, moved, or sealed under another key), by kind; each was a miss');
 
   readonly #introspection = new Histogram({
     name: 'phantom_introspection_duration_seconds',
