@@ -92,6 +92,12 @@ export class RoutePolicy {
    * routes without case would otherwise run the other rule's handler under this one's scopes.
    */
   match(method: string, path: string): RouteRule {
+    // Folding case only adds matches: with one rule, it cannot pick another one.
+    if (this.rules.length === 1 && !this.#caseInsensitive) {
+      const only = this.#first(method, path, false);
+      if (only === undefined) throw new RequestRejected(403, 'no_matching_rule');
+      return only;
+    }
     const folded = this.#first(method, path, true);
     const rule = this.#caseInsensitive ? folded : this.#first(method, path, false);
     if (rule === undefined) throw new RequestRejected(403, 'no_matching_rule');
