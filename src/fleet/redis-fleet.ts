@@ -152,7 +152,12 @@ export class RedisFleet {
 
   #onMessage(message: string): void {
     const opened = this.#sealer.open('revocation', REVOCATIONS, message);
-    const parsed = opened === undefined ? undefined : (JSON.parse(opened) as { subjects?: unknown; at?: unknown });
+    let parsed: { subjects?: unknown; at?: unknown } | undefined;
+    try {
+      parsed = opened === undefined ? undefined : (JSON.parse(opened) as { subjects?: unknown; at?: unknown });
+    } catch {
+      parsed = undefined;
+    }
     const { subjects, at } = parsed ?? {};
     const fresh = typeof at === 'number' && Math.abs(Date.now() - at) <= MESSAGE_MAX_AGE_MS;
     if (!fresh || !Array.isArray(subjects) || !subjects.every((subject) => typeof subject === 'string')) {
