@@ -2,12 +2,12 @@
 // request's CPU goes. `node bench/micro.ts`.
 import { openSync } from 'node:fs';
 import { pino } from 'pino';
-import { extractBearerToken, rejectTokenInQuery } from '../src/pipeline/token.ts';
-import { IntrospectionCache } from '../src/pipeline/cache.ts';
-import { checkIssuerAndAudience, checkScopes, checkTokenTimes } from '../src/pipeline/authorize.ts';
-import { checkBinding } from '../src/pipeline/binding.ts';
-import { JwtMinter } from '../src/pipeline/upstream-token.ts';
-import { upstreamRequestHeaders } from '../src/pipeline/proxy.ts';
+import { extractBearerToken, rejectTokenInQuery } from '../src/request/credential.ts';
+import { IntrospectionCache } from '../src/introspection/cache.ts';
+import { checkIssuerAndAudience, checkScopes, checkTokenTimes } from '../src/request/token-claims.ts';
+import { checkBinding } from '../src/request/binding.ts';
+import { JwtMinter } from '../src/introspection/upstream-token.ts';
+import { upstreamRequestHeaders } from '../src/http/proxy.ts';
 import { accessWriter, createLogger } from '../src/log.ts';
 import { SidecarMetrics } from '../src/metrics.ts';
 import { interactionIdOf } from '../src/http/interaction-id.ts';

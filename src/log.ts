@@ -4,9 +4,8 @@
 // a second belt for anything logged with a request or error object attached.
 import { LRUCache } from 'lru-cache';
 import { pino, type Logger } from 'pino';
-import type { LogLevel } from './config.ts';
+import type { LogLevel } from './config/config.ts';
 import type { RefusalReason } from './reasons.ts';
-import type { CacheOutcome } from './request-state.ts';
 
 
 const REDACT_PATHS = [
@@ -37,6 +36,9 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
   setInterval(() => stdout.flush(), 1000).unref();
   return pino(options, stdout);
 }
+
+/** How the introspection answer was found: cached, asked for, joined a call under way, or from another pod. */
+export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'fleet' | 'stale' | 'none';
 
 /** The one line per request: built field by field from the request state, nothing else. */
 export interface AccessLine {

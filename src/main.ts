@@ -1,5 +1,5 @@
 // Process entry: configuration, both listeners, readiness, and a graceful drain on SIGTERM.
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { buildAdmin, type Readiness } from './admin.ts';
 import { createLogger } from './log.ts';
 import { buildSidecar } from './server.ts';

@@ -3,7 +3,8 @@
 // signed-answer.ts. Every fault is the AS's: an AuthorizationServerUnavailable.
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { AuthorizationServerUnavailable } from '../errors.ts';
-import { isRecord, malformed, parseClaims, parseIntrospectionJson, parseJson, type Introspection } from '../pipeline/introspect.ts';
+import { isRecord } from '../json.ts';
+import { malformed, parseClaims, parseIntrospectionJson, parseJson, type Introspection } from '../introspection/answer.ts';
 
 export interface AnswerFormat {
   readonly accept: string;

@@ -5,7 +5,7 @@
 import { createHash, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, type JWK } from 'jose';
 import type { Logger } from 'pino';
-import { ConfigError, readClientCertificate, type Config, type JwtAlg } from '../config.ts';
+import { ConfigError, readClientCertificate, type Config, type JwtAlg } from '../config/config.ts';
 
 export interface Credentials {
   headers: Record<string, string>;

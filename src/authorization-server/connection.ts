@@ -3,8 +3,8 @@
 // answer is asked for and read.
 import { Agent } from 'undici';
 import type { Logger } from 'pino';
-import type { Config, ConfigError } from '../config.ts';
-import type { IntrospectionParts } from '../pipeline/introspect.ts';
+import type { Config, ConfigError } from '../config/config.ts';
+import type { IntrospectionParts } from './introspection-client.ts';
 import { asJwtAnswer, jsonAnswer, type AnswerFormat } from './answer-format.ts';
 import { clientAuthentication } from './client-auth.ts';
 import { MetadataSource } from './metadata.ts';

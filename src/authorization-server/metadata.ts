@@ -5,8 +5,9 @@
 // the configuration (another issuer, a method the AS does not list) stops the start.
 import { Agent, request } from 'undici';
 import type { Logger } from 'pino';
-import { ConfigError, type ClientAuthMethod, type Config } from '../config.ts';
-import { isRecord, mediaType } from '../pipeline/introspect.ts';
+import { ConfigError, type ClientAuthMethod, type Config } from '../config/config.ts';
+import { isRecord } from '../json.ts';
+import { mediaType } from '../media-type.ts';
 
 export interface AuthorizationServerMetadata {
   issuer: string;

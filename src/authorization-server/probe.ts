@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AuthorizationServerUnavailable } from '../errors.ts';
-import type { Introspector } from '../pipeline/introspect.ts';
+import type { Introspector } from '../introspection/answer.ts';
 import { remedyFor } from './trouble.ts';
 
 export type ProbeOutcome = 'answered' | 'active' | 'failed';

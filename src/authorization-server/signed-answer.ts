@@ -6,7 +6,7 @@ import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Dispatcher } from 'undici';
 import { remoteKeySet } from './remote-jwks.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
-import { malformed, parseIntrospectionJson } from '../pipeline/introspect.ts';
+import { malformed, parseIntrospectionJson } from '../introspection/answer.ts';
 import type { AnswerFormat } from './answer-format.ts';
 
 const MEDIA_TYPE = 'application/token-introspection+jwt';

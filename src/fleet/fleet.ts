@@ -3,9 +3,9 @@
 // PHANTOM_SSF_ISSUER, a Shared Signals receiver that feeds them. Without Redis, everything is
 // per process, exactly as before, and a revocation event reaches this pod alone.
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { FleetLevel, IntrospectionCache } from '../pipeline/cache.ts';
-import { MemoryReplayStore, type ReplayStore } from '../pipeline/dpop.ts';
+import type { Config } from '../config/config.ts';
+import type { FleetLevel, IntrospectionCache } from '../introspection/cache.ts';
+import { MemoryReplayStore, type ReplayStore } from '../request/dpop.ts';
 import { FleetUnavailable } from '../errors.ts';
 import { RedisFleet, type RejectedKind } from './redis-fleet.ts';
 import { MemoryJtiLedger, SsfReceiver, type JtiLedger } from './ssf-receiver.ts';

@@ -8,9 +8,9 @@
 // so the degraded lifetime applies and everything held is flushed when it answers again.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { FleetConfig } from '../config.ts';
+import type { FleetConfig } from '../config/config.ts';
 import { LogThrottle } from '../log.ts';
-import { parseClaims, type Introspection } from '../pipeline/introspect.ts';
+import { parseClaims, type Introspection } from '../introspection/answer.ts';
 import { Sealer } from './sealing.ts';
 
 const PREFIX = 'phantom:v2:';

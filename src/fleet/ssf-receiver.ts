@@ -9,10 +9,10 @@ import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { Agent, request } from 'undici';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { FleetConfig } from '../config.ts';
+import type { FleetConfig } from '../config/config.ts';
 import { sameText } from '../constant-time.ts';
 import { remoteKeySet } from '../authorization-server/remote-jwks.ts';
-import { mediaType } from '../pipeline/introspect.ts';
+import { mediaType } from '../media-type.ts';
 
 export const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 export const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { accessWriter, pathOnly, type AccessLine } from '../log.ts';
 import type { SidecarMetrics } from '../metrics.ts';
-import type { RequestState } from '../request-state.ts';
+import type { RequestState } from '../request/state.ts';
 
 // nginx's code for a request whose client went away before an answer could be sent.
 export const CLIENT_CLOSED_REQUEST = 499;

@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { LogThrottle } from '../log.ts';
 import type { X509Certificate } from 'node:crypto';
-import { certificateThumbprint, connectionThumbprint } from '../pipeline/tls.ts';
+import { certificateThumbprint, connectionThumbprint } from '../thumbprint.ts';
 
 /** Why a handshake failed or its certificate was refused: a closed set, a metric label. */
 export type HandshakeFailure = 'expired' | 'unknown_ca' | 'revoked' | 'no_certificate' | 'handshake_timeout' | 'protocol' | 'other';

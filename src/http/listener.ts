@@ -4,8 +4,8 @@
 // request timeouts only at construction.
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../config.ts';
-import { serverTlsOptions } from '../pipeline/tls.ts';
+import type { Config } from '../config/config.ts';
+import { serverTlsOptions } from './tls.ts';
 
 /**
  * Node checks the head and request deadlines on a timer, 30 s apart by default: far too

@@ -4,7 +4,7 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RequestRejected, asSidecarError, type SidecarError } from '../errors.ts';
-import { endRequest, newRequestState, type RequestState } from '../request-state.ts';
+import { endRequest, newRequestState, type RequestState } from '../request/state.ts';
 import { accessLineOf, type AccessRecorder } from './access.ts';
 import { writeRawRefusal } from './raw-refusal.ts';
 import { stateOf } from './request-state-of.ts';

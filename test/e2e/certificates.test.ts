@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { loadConfig, ConfigError } from '../../src/config.ts';
+import { loadConfig, ConfigError } from '../../src/config/config.ts';
 import { partnerToken } from '../support/as.ts';
 import { issueCrl, makePki, type Identity, type Pki } from '../support/pki.ts';
 import { closedWithin, openTls, readResponse, type RawResponse } from '../support/raw.ts';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { partnerToken } from '../support/as.ts';
 import { call } from '../support/client.ts';
 import { issueClientCertificate, issueCrl, issueUnderSubCa, makeCa, type Identity } from '../support/pki.ts';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/config/config.ts';
 import { accessLineFor, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 

@@ -1,7 +1,7 @@
 // Starts the sidecar in-process from a PHANTOM_* environment, with its log lines captured.
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
-import { loadConfig, type Config } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config/config.ts';
 import { buildAdmin } from '../../src/admin.ts';
 import { createLogger } from '../../src/log.ts';
 import { buildSidecar, type Sidecar, type SidecarParts } from '../../src/server.ts';

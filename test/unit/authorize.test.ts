@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InsufficientScope, InvalidToken } from '../../src/errors.ts';
-import { CLOCK_LEEWAY_SECONDS, checkIssuerAndAudience, checkScopes, checkTokenTimes } from '../../src/pipeline/authorize.ts';
+import { CLOCK_LEEWAY_SECONDS, checkIssuerAndAudience, checkScopes, checkTokenTimes } from '../../src/request/token-claims.ts';
 
 const NOW = 1_800_000_000;
 const rejects = (fn: () => void, reason: string) =>

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidToken } from '../../src/errors.ts';
-import { checkBinding, type Possession } from '../../src/pipeline/binding.ts';
-import type { Confirmation } from '../../src/pipeline/introspect.ts';
+import { checkBinding, type Possession } from '../../src/request/binding.ts';
+import type { Confirmation } from '../../src/introspection/answer.ts';
 
 const A = 'BLGoa75IMxH8UOq8I-5r_71cSU6clDLY-ZyLrhrwAiY';
 const B = 'fkWdHslAdZ6GhlvQvIrLwTYza6Jg2s9hhtxeE7eU9h8';

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthorizationServerUnavailable } from '../../src/errors.ts';
-import { IntrospectionCache, cacheLifetimeMs, tokenKey } from '../../src/pipeline/cache.ts';
-import type { Introspection, Introspector } from '../../src/pipeline/introspect.ts';
+import { IntrospectionCache, cacheLifetimeMs, tokenKey } from '../../src/introspection/cache.ts';
+import type { Introspection, Introspector } from '../../src/introspection/answer.ts';
 
 const settings = { maxEntries: 100, maxTtlSeconds: 300, negativeTtlSeconds: 5, negativeMaxEntries: 100, staleIfErrorSeconds: 0 };
 const NOW = 1_800_000_000_000;

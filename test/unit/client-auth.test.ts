@@ -4,7 +4,7 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
 import { clientSecretPost, privateKeyJwt } from '../../src/authorization-server/client-auth.ts';
 import { metadataUrls, readMetadata } from '../../src/authorization-server/metadata.ts';
-import { ConfigError } from '../../src/config.ts';
+import { ConfigError } from '../../src/config/config.ts';
 
 test('private_key_jwt: a fresh RFC 7523 assertion per call, aud the issuer, exp within 60 s, kid the RFC 7638 thumbprint', async () => {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

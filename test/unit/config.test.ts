@@ -5,7 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig } from '../../src/config.ts';
+import { ConfigError, loadConfig } from '../../src/config/config.ts';
 import { makePki } from '../support/pki.ts';
 import { baseEnv } from '../support/sidecar.ts';
 
@@ -217,7 +217,7 @@ test('the listener settings are read as documented', () => {
 });
 
 test('every known variable is documented in the README configuration table', async () => {
-  const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
+  const { KNOWN_VARIABLES } = await import('../../src/config/env.ts');
   const { readFileSync } = await import('node:fs');
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const missing = [...KNOWN_VARIABLES].filter((name) => !name.endsWith('_FILE') && !readme.includes(`\`${name}\``));

@@ -228,14 +228,14 @@ test('the fleet component: a Component listing its files, a valid PodDisruptionB
   const patch = parse(readFileSync(join(fleetComponent, 'deployment-patch.yaml'), 'utf8')) as { spec: { template: { spec: { initContainers: Container[] } } } };
   const sidecar = patch.spec.template.spec.initContainers.find((c) => c.name === 'phantom-sidecar')!;
   const names = (sidecar.env ?? []).map((e) => e.name);
-  const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
+  const { KNOWN_VARIABLES } = await import('../../src/config/env.ts');
   for (const name of names) assert.ok(KNOWN_VARIABLES.has(name), `${name} is not a setting of the sidecar`);
   assert.ok(names.includes('PHANTOM_REDIS_URL') && names.includes('PHANTOM_REDIS_PASSWORD_FILE') && !names.includes('PHANTOM_REDIS_PASSWORD'));
   assert.ok(names.includes('PHANTOM_REDIS_KEY_FILE') && !names.includes('PHANTOM_REDIS_KEY'), 'the sealing key comes from the Secret, never inline');
 });
 
 test('every PHANTOM_ variable in the base and the component is one the sidecar knows', async () => {
-  const { KNOWN_VARIABLES } = await import('../../src/config-env.ts');
+  const { KNOWN_VARIABLES } = await import('../../src/config/env.ts');
   const text = readFileSync(join(k8s, 'deployment.yaml'), 'utf8') + readFileSync(join(fleetComponent, 'deployment-patch.yaml'), 'utf8');
   const used = [...text.matchAll(/name: (PHANTOM_[A-Z0-9_]+)/g)].map((match) => match[1] ?? '');
   assert.ok(used.length > 10);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RequestRejected } from '../../src/errors.ts';
-import { PartnerLimits } from '../../src/pipeline/partner-limits.ts';
+import { PartnerLimits } from '../../src/request/partner-limits.ts';
 
 const limits = { maxConcurrentPerClient: 2, maxFailedTokensPerMinute: 3, maxConcurrentIntrospectionsPerClient: 2 };
 const refused = (reason: string, retryAfter?: number) => (error: unknown) =>

@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AuthorizationServerUnavailable, InvalidRequest, MissingCredentials, SidecarError } from '../../src/errors.ts';
-import { parseIntrospectionJson } from '../../src/pipeline/introspect.ts';
-import { isSidecarOnly, upstreamRequestHeaders } from '../../src/pipeline/proxy.ts';
-import { upstreamPathOf } from '../../src/pipeline/request-target.ts';
-import { MAX_TOKEN_BYTES, extractBearerToken } from '../../src/pipeline/token.ts';
+import { parseIntrospectionJson } from '../../src/introspection/answer.ts';
+import { isSidecarOnly, upstreamRequestHeaders } from '../../src/http/proxy.ts';
+import { upstreamPathOf } from '../../src/request/target.ts';
+import { MAX_TOKEN_BYTES, extractBearerToken } from '../../src/request/credential.ts';
 
 const RUNS = { numRuns: 2000 };
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from '../../src/resource-metadata.ts';
+import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from '../../src/http/resource-metadata.ts';
 
 test('RFC 9728 §3.1: the well-known path goes between the host and the resource\'s path', () => {
   assert.equal(resourceMetadataPath('https://api.example.com'), '/.well-known/oauth-protected-resource');

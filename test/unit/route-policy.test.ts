@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RequestRejected } from '../../src/errors.ts';
-import { parsePolicy, pathMatches } from '../../src/pipeline/route-policy.ts';
+import { parsePolicy, pathMatches } from '../../src/request/route-policy.ts';
 
 const defaults = { senderConstraints: { mtls: true, dpop: true }, requiredScopes: [] };
 

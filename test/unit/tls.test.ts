@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { TLS12_CIPHERS, certificateThumbprint, connectionThumbprint, serverTlsOptions } from '../../src/pipeline/tls.ts';
+import { TLS12_CIPHERS, serverTlsOptions } from '../../src/http/tls.ts';
+import { certificateThumbprint, connectionThumbprint } from '../../src/thumbprint.ts';
 
 // RFC 8705 Appendix A, Figure 6, and its x5t#S256 from Figure 5.
 const RFC8705_CERT = `-----BEGIN CERTIFICATE-----

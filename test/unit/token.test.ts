@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidRequest, MissingCredentials, type SidecarError } from '../../src/errors.ts';
-import { MAX_TOKEN_BYTES, extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from '../../src/pipeline/token.ts';
+import { MAX_TOKEN_BYTES, extractBearerToken, rejectTokenInForm, rejectTokenInQuery } from '../../src/request/credential.ts';
 
 function failure(fn: () => unknown): SidecarError {
   try {

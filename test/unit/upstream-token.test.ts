@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { createLocalJWKSet, decodeJwt, jwtVerify, SignJWT } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
 import { InvalidToken } from '../../src/errors.ts';
-import type { JwtAlg } from '../../src/config.ts';
-import type { CacheEntry } from '../../src/pipeline/cache.ts';
-import { AuthorizationServerJwt, JwtMinter, mintedClaims } from '../../src/pipeline/upstream-token.ts';
+import type { JwtAlg } from '../../src/config/config.ts';
+import type { CacheEntry } from '../../src/introspection/cache.ts';
+import { AuthorizationServerJwt, JwtMinter, mintedClaims } from '../../src/introspection/upstream-token.ts';
 
 const NOW = 1_800_000_000;
 const settings = { mode: 'mint' as const, issuer: 'https://sidecar', audience: 'https://api', ttlSeconds: 60, alg: 'ES256' as JwtAlg, signingKey: undefined };

@@ -1,15 +1,15 @@
 // Stages 4 to 8 in the order a request meets them, with no HTTP framework in sight, so the
 // whole decision is testable with plain objects. Any throw stops the request: fail closed.
 import { InvalidDpopProof, InvalidToken, MissingCredentials } from '../errors.ts';
-import type { Config } from '../config.ts';
-import type { RequestState } from '../request-state.ts';
-import { checkAccessToken, checkIssuerAndAudience, checkScopes, checkSubject, checkTokenTimes, type ClaimRules } from './authorize.ts';
+import type { Config } from '../config/config.ts';
+import type { RequestState } from './state.ts';
+import { checkAccessToken, checkIssuerAndAudience, checkScopes, checkSubject, checkTokenTimes, type ClaimRules } from './token-claims.ts';
 import { checkBinding } from './binding.ts';
 import type { DpopVerifier } from './dpop.ts';
-import type { IntrospectionCache } from './cache.ts';
-import type { Introspection } from './introspect.ts';
+import type { IntrospectionCache } from '../introspection/cache.ts';
+import type { Introspection } from '../introspection/answer.ts';
 import type { PartnerLimits } from './partner-limits.ts';
-import type { UpstreamTokenSource } from './upstream-token.ts';
+import type { UpstreamTokenSource } from '../introspection/upstream-token.ts';
 
 export type AuthorisationRules = ClaimRules & Pick<Config, 'requireBinding' | 'senderConstraints'>;
 

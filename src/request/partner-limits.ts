@@ -4,7 +4,8 @@
 // Counted by the certificate's x5t#S256, which the handshake has already verified.
 import { LRUCache } from 'lru-cache';
 import { RequestRejected } from '../errors.ts';
-import type { Config } from '../config.ts';
+import type { IntrospectionTicket } from '../introspection/cache.ts';
+import type { Config } from '../config/config.ts';
 
 const WINDOW_MS = 60_000;
 // Partners are the holders of certificates from the partner CAs: a few hundred at most. The
@@ -24,12 +25,6 @@ interface IntrospectionSlots {
 
 export type Release = () => void;
 
-/** The right to one introspection: give it back when the AS has answered; say if the token failed. */
-export interface IntrospectionTicket {
-  release(): void;
-  /** The token proved invalid: one failure on the partner's budget (and the slot released). */
-  failed(): void;
-}
 
 export type LimitSettings = Pick<Config['limits'], 'maxConcurrentPerClient' | 'maxFailedTokensPerMinute' | 'maxConcurrentIntrospectionsPerClient'>;
 

@@ -5,9 +5,9 @@
 import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, type JWK } from 'jose';
 import { InternalError, InvalidToken } from '../errors.ts';
-import type { JwtAlg, MintConfig } from '../config.ts';
+import type { JwtAlg, MintConfig } from '../config/config.ts';
 import type { CacheEntry, UpstreamJwt } from './cache.ts';
-import type { TokenClaims } from './introspect.ts';
+import type { TokenClaims } from './answer.ts';
 
 export interface UpstreamTokenSource {
   /** The JWT to forward for this (already authorised) cache entry. */

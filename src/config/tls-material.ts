@@ -4,7 +4,7 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, CertificateList } from '@peculiar/asn1-x509';
-import { ConfigError, readText } from './config-env.ts';
+import { ConfigError, readText } from './env.ts';
 
 export interface TlsPaths {
   cert: string;

@@ -9,8 +9,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { InternalError, RequestRejected, UpstreamTimeout, UpstreamUnavailable, type SidecarError } from '../errors.ts';
-import type { Config } from '../config.ts';
-import '../request-state.ts';
+import type { Config } from '../config/config.ts';
+import '../request/state.ts';
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy ones: never forwarded either way.
 // `expect` too: Node has already answered 100-continue to the client, and undici refuses it.

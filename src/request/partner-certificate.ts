@@ -8,10 +8,10 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { InvalidToken } from '../errors.ts';
-import type { ClientCertSource } from '../config.ts';
-import { pemCertificates, type TlsMaterial } from '../tls-material.ts';
+import type { ClientCertSource } from '../config/config.ts';
+import { pemCertificates, type TlsMaterial } from '../config/tls-material.ts';
 import { MAX_CHAIN, verifyHeaderCertificate } from './header-certificate.ts';
-import { certificateThumbprint, connectionThumbprint } from './tls.ts';
+import { certificateThumbprint, connectionThumbprint } from '../thumbprint.ts';
 
 export interface PartnerCertificate {
   x5t: string | undefined;

@@ -2,8 +2,8 @@
 // thumbprint of the partner's certificate; RFC 9449 §7.1: its `cnf.jkt` the thumbprint of the
 // key that signed this request's DPoP proof. On every request, cache hit or not.
 import { InvalidToken, type AuthScheme } from '../errors.ts';
-import type { SenderConstraints } from '../config.ts';
-import type { Confirmation } from './introspect.ts';
+import type { SenderConstraints } from '../config/config.ts';
+import type { Confirmation } from '../introspection/answer.ts';
 import { sameText } from '../constant-time.ts';
 
 

@@ -2,7 +2,7 @@
 // leeway for clock skew), an access token at all (not a refresh token), someone it was
 // issued to, issuer and audience, then the required scopes.
 import { InsufficientScope, InvalidToken } from '../errors.ts';
-import type { TokenClaims } from './introspect.ts';
+import type { TokenClaims } from '../introspection/answer.ts';
 
 export const CLOCK_LEEWAY_SECONDS = 60;
 

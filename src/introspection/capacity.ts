@@ -2,7 +2,7 @@
 // PHANTOM_MAX_CONCURRENT_INTROSPECTIONS a request is answered 503 at once instead of queueing
 // behind the AS, and the AS is shielded from a burst the sidecar could otherwise amplify.
 import { AuthorizationServerUnavailable } from '../errors.ts';
-import type { Introspection, Introspector } from './introspect.ts';
+import type { Introspection, Introspector } from './answer.ts';
 
 export class IntrospectionCapacity implements Introspector {
   readonly #inner: Introspector;

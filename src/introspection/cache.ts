@@ -3,11 +3,10 @@
 // Keys are SHA-256 of the token, so a heap dump holds no usable token.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { Config } from '../config.ts';
-import type { CacheOutcome } from '../request-state.ts';
-import type { Introspection, Introspector } from './introspect.ts';
+import type { Config } from '../config/config.ts';
+import type { CacheOutcome } from '../log.ts';
+import type { Introspection, Introspector } from './answer.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
-import type { IntrospectionTicket } from './partner-limits.ts';
 
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
 export interface UpstreamJwt {
@@ -126,6 +125,13 @@ interface Resolved {
   entry: CacheEntry;
   outcome: 'miss' | 'fleet' | 'stale';
   ticket?: IntrospectionTicket;
+}
+
+/** The right to one introspection: give it back when the AS has answered; say if the token failed. */
+export interface IntrospectionTicket {
+  release(): void;
+  /** The token proved invalid: one failure on the partner's budget (and the slot released). */
+  failed(): void;
 }
 
 /** Runs before a new call to the authorization server; may wait, or refuse by throwing. */

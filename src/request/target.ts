@@ -5,6 +5,7 @@
 // characters, which every router decodes the same way, are decoded. The path the sidecar
 // checked, forwarded and logged is exactly the path the API receives.
 import { InvalidRequest, RequestRejected } from '../errors.ts';
+import { normalisedPath } from '../path.ts';
 
 export interface TargetRules {
   allowedMethods: ReadonlySet<string>;
@@ -53,24 +54,6 @@ function decodesAsUtf8(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-const ESCAPE = /%([0-9A-Fa-f]{2})/g;
-// RFC 3986 §2.3 unreserved characters but `.` (an encoded dot is refused above, as a separator).
-const UNRESERVED = /^[A-Za-z0-9\-_~]$/;
-
-/**
- * RFC 3986 §6.2.2.1-2: an escape of an unreserved character is that character, and the hex of
- * the others is upper case. The API's router decodes `%74` to `t` before routing, so the
- * policy must judge, and the API receive, the path in that form: else `/accounts/1/%74ransactions`
- * would pass a rule for `/accounts/` and be routed as `/accounts/1/transactions`.
- */
-export function normalisedPath(path: string): string {
-  if (!path.includes('%')) return path;
-  return path.replace(ESCAPE, (escape, hex: string) => {
-    const character = String.fromCharCode(Number.parseInt(hex, 16));
-    return UNRESERVED.test(character) ? character : escape.toUpperCase();
-  });
 }
 
 /** A `.` or `..` segment, also with servlet path parameters (`..;jsessionid=x`). */

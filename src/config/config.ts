@@ -2,10 +2,12 @@
 // A bad value becomes a ConfigError naming the variable; main.ts prints that one line and
 // exits 2. No message here ever contains a secret's value.
 import type { KeyObject } from 'node:crypto';
-import { ConfigError, EnvReader, readText, refuseUnknownVariables, type Env } from './config-env.ts';
+import { ConfigError, EnvReader, readText, refuseUnknownVariables, type Env } from './env.ts';
 
 import { parsePrivateKey, readCertificateFile, readTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.ts';
-import { readPolicyFile } from './pipeline/route-policy.ts';
+import { readPolicyRules, type SenderConstraints } from './policy.ts';
+
+export type { SenderConstraints };
 
 export { ConfigError };
 export type { TlsMaterial, TlsPaths };
@@ -60,10 +62,6 @@ export type ClientCertSource =
       trustedProxyCa: string | undefined;
     };
 
-export interface SenderConstraints {
-  mtls: boolean;
-  dpop: boolean;
-}
 
 // RFC 9449 §4.3 / FAPI 2.0 §5.4.1: asymmetric algorithms only; never none or HMAC.
 export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'PS256', 'PS384', 'EdDSA'] as const;
@@ -570,7 +568,7 @@ export function loadConfig(environment: Env = process.env): Config {
   if (config.policyFile !== undefined) {
     if (config.requiredScopes.length > 0) throw new ConfigError('PHANTOM_REQUIRED_SCOPES', 'goes with no PHANTOM_POLICY_FILE: the policy\'s rules say which scopes each route needs');
     // Read and checked now, so a bad policy stops the start with its rule named.
-    readPolicyFile(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [], caseInsensitive: config.policyCaseInsensitive });
+    readPolicyRules(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [], caseInsensitive: config.policyCaseInsensitive });
   }
   if (config.introspection.response === 'jwt' && config.upstreamToken.mode === 'as-jwt') {
     throw new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt');

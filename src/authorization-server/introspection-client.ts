@@ -1,111 +1,18 @@
-// Stage 3: RFC 7662 token introspection at the authorization server.
-// The answer is parsed into a typed result here; whether it grants access is decided by
-// the later stages. Any fault of the authorization server (down, slow, non-200, not JSON,
-// a wrong shape, our own credentials refused) is an AuthorizationServerUnavailable: the
-// client is never blamed and nothing is forwarded.
+// RFC 7662 token introspection at the authorization server: the exchange. How the sidecar
+// proves who it is (client-auth.ts) and how the answer is asked for and read
+// (answer-format.ts) are parts of their own. Any fault of the authorization server (down,
+// slow, non-200, not JSON, a wrong shape, our own credentials refused) is an
+// AuthorizationServerUnavailable: the client is never blamed and nothing is forwarded.
 import { Pool } from 'undici';
 import { AuthorizationServerUnavailable } from '../errors.ts';
-import type { Config } from '../config.ts';
-import type { AnswerFormat } from '../authorization-server/answer-format.ts';
-import type { ClientAuthentication } from '../authorization-server/client-auth.ts';
-
-export interface Confirmation {
-  'x5t#S256'?: string;
-  /** RFC 9449 DPoP key thumbprint: such a token is not usable as a plain bearer token. */
-  jkt?: string;
-}
-
-/** The members of an introspection answer (or of an AS-issued JWT) the sidecar uses. */
-export interface TokenClaims {
-  exp?: number;
-  nbf?: number;
-  iat?: number;
-  iss?: string;
-  aud?: string | string[];
-  scope?: string;
-  client_id?: string;
-  sub?: string;
-  token_type?: string;
-  cnf?: Confirmation;
-}
-
-export type Introspection =
-  | { active: false }
-  | { active: true; claims: TokenClaims; jwt?: string };
-
-export interface Introspector {
-  introspect(token: string): Promise<Introspection>;
-  close(): Promise<void>;
-}
+import type { Config } from '../config/config.ts';
+import { mediaType } from '../media-type.ts';
+import { malformed, type Introspection, type Introspector } from '../introspection/answer.ts';
+import type { AnswerFormat } from './answer-format.ts';
+import type { ClientAuthentication } from './client-auth.ts';
 
 // An answer of more than this is not an introspection response.
 const MAX_RESPONSE_BYTES = 64 * 1024;
-
-export const malformed = (detail?: string): AuthorizationServerUnavailable => new AuthorizationServerUnavailable('as_malformed_response', detail);
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function optionalOf<T>(value: unknown, check: (v: unknown) => v is T): T | undefined {
-  if (value === undefined) return undefined;
-  if (!check(value)) throw malformed();
-  return value;
-}
-
-const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isString = (v: unknown): v is string => typeof v === 'string';
-const isAudience = (v: unknown): v is string | string[] => isString(v) || (Array.isArray(v) && v.every(isString));
-
-function parseConfirmation(value: unknown): Confirmation | undefined {
-  if (value === undefined) return undefined;
-  if (!isRecord(value)) throw malformed();
-  const confirmation: Confirmation = {};
-  const x5t = optionalOf(value['x5t#S256'], isString);
-  const jkt = optionalOf(value.jkt, isString);
-  if (x5t !== undefined) confirmation['x5t#S256'] = x5t;
-  if (jkt !== undefined) confirmation.jkt = jkt;
-  return confirmation;
-}
-
-/**
- * Picks the members the sidecar uses, each checked for its JSON type. Privacy-sensitive
- * members (username, email, …) are dropped here and never cached, logged or forwarded.
- */
-export function parseClaims(source: Record<string, unknown>): TokenClaims {
-  const claims: TokenClaims = {};
-  const numbers = ['exp', 'nbf', 'iat'] as const;
-  for (const name of numbers) {
-    const value = optionalOf(source[name], isNumber);
-    if (value !== undefined) claims[name] = value;
-  }
-  const strings = ['iss', 'scope', 'client_id', 'sub', 'token_type'] as const;
-  for (const name of strings) {
-    const value = optionalOf(source[name], isString);
-    if (value !== undefined) claims[name] = value;
-  }
-  const aud = optionalOf(source.aud, isAudience);
-  if (aud !== undefined) claims.aud = aud;
-  const cnf = parseConfirmation(source.cnf);
-  if (cnf !== undefined) claims.cnf = cnf;
-  return claims;
-}
-
-/** RFC 7662 §2.2: only the JSON boolean `true` is active; anything else but `false` is a fault. */
-export function parseIntrospectionJson(body: unknown): Introspection {
-  if (!isRecord(body)) throw malformed();
-  if (body.active === false) return { active: false };
-  if (body.active !== true) throw malformed();
-  return { active: true, claims: parseClaims(body) };
-}
-
-export function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw malformed();
-  }
-}
 
 function unreachable(error: unknown): AuthorizationServerUnavailable {
   const code = (error as { code?: unknown }).code;
@@ -225,7 +132,3 @@ export class IntrospectionClient implements Introspector {
   }
 }
 
-export function mediaType(header: string | string[] | undefined): string {
-  const value = Array.isArray(header) ? header[0] : header;
-  return (value ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-}

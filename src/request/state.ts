@@ -1,11 +1,10 @@
 // What the pipeline carries for one request from stage to stage. The stages write it; the
 // access line and the metrics only read it.
-import type { AuthScheme } from './errors.ts';
-import type { RefusalReason } from './reasons.ts';
-import type { RouteRule } from './pipeline/route-policy.ts';
+import type { AuthScheme } from '../errors.ts';
+import type { RefusalReason } from '../reasons.ts';
+import type { CacheOutcome } from '../log.ts';
+import type { RouteRule } from '../config/policy.ts';
 
-/** How the introspection answer was found: cached, asked for, joined a call under way, or from another pod. */
-export type CacheOutcome = 'hit' | 'miss' | 'shared' | 'fleet' | 'stale' | 'none';
 
 export interface RequestState {
   /** The request method, as the DPoP proof's htm must name it. */

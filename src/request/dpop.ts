@@ -7,7 +7,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { EmbeddedJWK, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { InvalidDpopProof, UseDpopNonce } from '../errors.ts';
-import type { DpopConfig } from '../config.ts';
+import type { DpopConfig } from '../config/config.ts';
 import { sameText } from '../constant-time.ts';
 
 // Clock skew allowed on top of PHANTOM_DPOP_MAX_AGE_S, in either direction.

@@ -1,7 +1,7 @@
 // RFC 9728 OAuth 2.0 Protected Resource Metadata: what a client needs to know to call this API
 // (which AS, which scopes, which sender constraints), served without a token on the mTLS
 // listener and on the admin listener, and named in every WWW-Authenticate challenge.
-import type { Config } from './config.ts';
+import type { Config } from '../config/config.ts';
 
 const WELL_KNOWN = '/.well-known/oauth-protected-resource';
 

@@ -4,10 +4,10 @@
 // per TLS connection.
 import { constants, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { ConfigError, type Config } from '../config.ts';
-import { readTlsMaterial, type TlsMaterial, type TlsPaths } from '../tls-material.ts';
+import { ConfigError, type Config } from '../config/config.ts';
+import { readTlsMaterial, type TlsMaterial, type TlsPaths } from '../config/tls-material.ts';
 
 // FAPI 2.0 §5.2.1 / BCP 195: under TLS 1.2 only ECDHE key exchange with AES-GCM, for RSA
 // and ECDSA certificates. TLS 1.3 suites are all AEAD and are left at OpenSSL's defaults.
@@ -50,34 +50,6 @@ export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'client
     // it: refuse TLS 1.2 renegotiation (TLS 1.3 has none).
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
   };
-}
-
-/** base64url(SHA-256(DER)), RFC 8705 §3.1. */
-export function certificateThumbprint(der: Uint8Array): string {
-  return createHash('sha256').update(der).digest('base64url');
-}
-
-const thumbprints = new WeakMap<TLSSocket, string | null>();
-
-/**
- * The `x5t#S256` of the leaf certificate the peer presented on this connection, or
- * undefined when there is none or the handshake did not verify it. Computed on the first
- * request of a connection and remembered for its later ones. A resumed session carries
- * its original peer certificate, so resumption keeps the binding.
- */
-export function connectionThumbprint(socket: TLSSocket): string | undefined {
-  let known = thumbprints.get(socket);
-  if (known === undefined) {
-    known = computeThumbprint(socket);
-    thumbprints.set(socket, known);
-  }
-  return known ?? undefined;
-}
-
-function computeThumbprint(socket: TLSSocket): string | null {
-  if (socket.authorized !== true || typeof socket.getPeerX509Certificate !== 'function') return null;
-  const certificate = socket.getPeerX509Certificate();
-  return certificate === undefined ? null : certificateThumbprint(certificate.raw);
 }
 
 /** A digest of the files as they are on disk now; undefined while one is unreadable. */

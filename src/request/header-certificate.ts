@@ -21,7 +21,7 @@ import {
   id_kp_clientAuth,
 } from '@peculiar/asn1-x509';
 import { InvalidToken } from '../errors.ts';
-import { normalisedSerial, subjectDer, type TlsMaterial } from '../tls-material.ts';
+import { normalisedSerial, subjectDer, type TlsMaterial } from '../config/tls-material.ts';
 
 export const MAX_CHAIN = 4;
 

@@ -1,0 +1,27 @@
+// The house's rules, checked by `npm test` (depcruise): no import circles, and no import from
+// a lower layer back up. From the bottom: leaves (errors, reasons, config/, log, metrics, small
+// helpers) -> request/ and introspection/ (request/ asks introspection/, never the reverse) ->
+// authorization-server/ -> fleet/ -> http/ -> server.ts and admin.ts -> main.ts. src/ never
+// imports the tests, the bench or deploy/.
+const LEAVES = '^src/(errors|reasons|constant-time|json|media-type|path|thumbprint|log|metrics)\\.ts$|^src/config/';
+const TOP = '^src/(server|admin|main)\\.ts$';
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
+    { name: 'src-not-to-tests-bench-deploy', severity: 'error', from: { path: '^src/' }, to: { path: '^(test|bench|deploy)/' } },
+    { name: 'leaves-stay-leaves', severity: 'error', from: { path: LEAVES }, to: { path: `^src/(request|introspection|authorization-server|fleet|http)/|${TOP}` } },
+    { name: 'introspection-below-request', severity: 'error', from: { path: '^src/introspection/' }, to: { path: `^src/(request|authorization-server|fleet|http)/|${TOP}` } },
+    { name: 'request-below-clients', severity: 'error', from: { path: '^src/request/' }, to: { path: `^src/(authorization-server|fleet|http)/|${TOP}` } },
+    { name: 'authorization-server-below-fleet', severity: 'error', from: { path: '^src/authorization-server/' }, to: { path: `^src/(request|fleet|http)/|${TOP}` } },
+    { name: 'fleet-below-http', severity: 'error', from: { path: '^src/fleet/' }, to: { path: `^src/http/|${TOP}` } },
+    { name: 'http-below-wiring', severity: 'error', from: { path: '^src/http/' }, to: { path: `^src/fleet/|${TOP}` } },
+    { name: 'wiring-below-main', severity: 'error', from: { path: '^src/(server|admin)\\.ts$' }, to: { path: '^src/main\\.ts$' } },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    // Type-only imports count: a circle of types is still a circle for a reader.
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+  },
+};
