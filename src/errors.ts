@@ -5,66 +5,60 @@
 // optionally a detail (logged only). What the client reads is the reason's fixed public
 // description, never built from the request or from the authorization server's answer, so
 // no token and no upstream text can reach a client.
-import { REASON_DESCRIPTIONS, type RefusalReason } from './reasons.ts';
+import { REASONS, type BearerErrorCode, type PublicErrorCode, type RefusalReason, type ReasonSpec } from './reasons.ts';
 
-/**
- * RFC 6750 §3.1 error codes, and RFC 9449 §7.1/§9's for DPoP. Absent when the client sent no
- * credentials at all.
- */
-export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce';
+export type { BearerErrorCode, PublicErrorCode };
 
 /** The HTTP authentication schemes an access token may come with. */
 export type AuthScheme = 'Bearer' | 'DPoP';
 
+/**
+ * A refusal or failure of the request path. Everything the response needs comes from its
+ * reason's row of the table in reasons.ts; the subclasses say only what kind of failure it is
+ * (for the stages that treat kinds apart) and carry what one response adds (a nonce, a scope).
+ */
 export abstract class SidecarError extends Error {
-  abstract readonly status: number;
-  /** RFC 6750 error code, when the failure is the client's bearer credential. */
-  readonly bearerError: BearerErrorCode | undefined = undefined;
-  /** Whether a `WWW-Authenticate: Bearer` challenge belongs on this response. */
-  readonly challenges: boolean = false;
-  /** The scheme whose challenge carries this error; else the one the client used. */
-  readonly scheme: AuthScheme | undefined = undefined;
-  /** Seconds for a Retry-After header, when trying again later may work. */
-  readonly retryAfterSeconds: number | undefined = undefined;
   readonly reason: RefusalReason;
   /** What varies within a reason (a status code, an error code): logged, never a label. */
   readonly detail: string | undefined;
+  readonly status: number;
+  /** The body's `error`. */
+  readonly code: BearerErrorCode | PublicErrorCode;
+  /** RFC 6750 error code of the challenge, when the failure is the client's credential. */
+  readonly bearerError: BearerErrorCode | undefined;
+  /** Whether a `WWW-Authenticate` challenge belongs on this response. */
+  readonly challenges: boolean;
+  /** The scheme whose challenge carries this error; else the one the client used. */
+  readonly scheme: AuthScheme | undefined;
+  /** Seconds for a Retry-After header, when trying again later may work. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(reason: RefusalReason, detail?: string) {
-    super(REASON_DESCRIPTIONS[reason]);
+  constructor(reason: RefusalReason, detail?: string, retryAfterSeconds?: number) {
+    const spec: ReasonSpec = REASONS[reason];
+    super(spec.description);
     this.name = new.target.name;
     this.reason = reason;
     this.detail = detail;
+    this.status = spec.status;
+    this.code = spec.error;
+    this.challenges = spec.challenge !== undefined;
+    this.bearerError = spec.challenge === 'coded' ? (spec.error as BearerErrorCode) : undefined;
+    this.scheme = spec.scheme;
+    this.retryAfterSeconds = retryAfterSeconds ?? spec.retryAfterSeconds;
   }
 }
 
-/** No credentials, or a scheme other than Bearer: 401 and a challenge with no error code. */
-export class MissingCredentials extends SidecarError {
-  readonly status = 401;
-  override readonly challenges = true;
-}
+/** No credentials, or a scheme this resource does not accept: 401 and a bare challenge. */
+export class MissingCredentials extends SidecarError {}
 
 /** The request is malformed: 400 invalid_request. */
-export class InvalidRequest extends SidecarError {
-  readonly status = 400;
-  override readonly bearerError = 'invalid_request';
-  override readonly challenges = true;
-}
+export class InvalidRequest extends SidecarError {}
 
 /** A DPoP proof that does not check out (RFC 9449 §4.3): 401 invalid_dpop_proof, DPoP challenged. */
-export class InvalidDpopProof extends SidecarError {
-  readonly status = 401;
-  override readonly bearerError = 'invalid_dpop_proof';
-  override readonly challenges = true;
-  override readonly scheme: AuthScheme | undefined = 'DPoP';
-}
+export class InvalidDpopProof extends SidecarError {}
 
 /** RFC 9449 §9: the proof lacks the server's current nonce; the answer carries a fresh one. */
 export class UseDpopNonce extends SidecarError {
-  readonly status = 401;
-  override readonly bearerError = 'use_dpop_nonce';
-  override readonly challenges = true;
-  override readonly scheme: AuthScheme | undefined = 'DPoP';
   readonly nonce: string;
   constructor(nonce: string, detail?: string) {
     super('dpop_nonce_required', detail);
@@ -73,17 +67,10 @@ export class UseDpopNonce extends SidecarError {
 }
 
 /** Expired, revoked, unknown, not bound to this certificate: 401 invalid_token. */
-export class InvalidToken extends SidecarError {
-  readonly status = 401;
-  override readonly bearerError = 'invalid_token';
-  override readonly challenges = true;
-}
+export class InvalidToken extends SidecarError {}
 
 /** A required scope is missing: 403 insufficient_scope with the scopes that are needed. */
 export class InsufficientScope extends SidecarError {
-  readonly status = 403;
-  override readonly bearerError = 'insufficient_scope';
-  override readonly challenges = true;
   readonly requiredScope: string;
   constructor(requiredScope: string) {
     super('scope_missing');
@@ -96,23 +83,16 @@ export class InsufficientScope extends SidecarError {
  * a wrong shape, or it rejected the sidecar's own credentials). Never the client's fault,
  * so never 401: 503 with Retry-After, and nothing is forwarded.
  */
-export class AuthorizationServerUnavailable extends SidecarError {
-  readonly status = 503;
-  override readonly retryAfterSeconds = 5;
-}
+export class AuthorizationServerUnavailable extends SidecarError {}
 
 /**
  * The fleet's Redis cannot record what a check needs shared (a DPoP proof's jti): the check
  * cannot be made for the whole fleet, so the request is refused, never waved through. 503.
  */
-export class FleetUnavailable extends SidecarError {
-  readonly status = 503;
-  override readonly retryAfterSeconds = 1;
-}
+export class FleetUnavailable extends SidecarError {}
 
 /** The API refused the connection or broke it: 502. */
 export class UpstreamUnavailable extends SidecarError {
-  readonly status = 502;
   constructor(detail?: string) {
     super('upstream_unavailable', detail);
   }
@@ -120,7 +100,6 @@ export class UpstreamUnavailable extends SidecarError {
 
 /** The API did not answer within PHANTOM_UPSTREAM_TIMEOUT_MS: 504. */
 export class UpstreamTimeout extends SidecarError {
-  readonly status = 504;
   constructor() {
     super('upstream_timeout');
   }
@@ -128,64 +107,29 @@ export class UpstreamTimeout extends SidecarError {
 
 /** A request refused at the HTTP level (method, host, size, rate, time), before any token. */
 export class RequestRejected extends SidecarError {
-  readonly status: number;
-  override readonly retryAfterSeconds: number | undefined;
   /** The methods to list in `Allow` on a 405. */
   readonly allow: string | undefined;
 
-  constructor(status: number, reason: RefusalReason, options: { detail?: string; retryAfterSeconds?: number; allow?: string } = {}) {
-    super(reason, options.detail);
-    this.status = status;
-    this.retryAfterSeconds = options.retryAfterSeconds;
+  constructor(reason: RefusalReason, options: { detail?: string; retryAfterSeconds?: number; allow?: string } = {}) {
+    super(reason, options.detail, options.retryAfterSeconds);
     this.allow = options.allow;
+  }
+}
+
+/** Another framework's 4xx (Fastify, Node) in our family: its own status, our reason. */
+export class ForeignRejection extends SidecarError {
+  override readonly status: number;
+  constructor(status: number, detail: string | undefined) {
+    super('bad_request', detail);
+    this.status = status;
   }
 }
 
 /** A fault of the sidecar itself. */
 export class InternalError extends SidecarError {
-  readonly status = 500;
   constructor(detail?: string) {
     super('internal_error', detail);
   }
-}
-
-/**
- * The `error` member of a body whose refusal has no RFC 6750 code (no credentials, or a
- * refusal at the HTTP level or by the sidecar's own trouble): a closed set, by status.
- */
-export type PublicErrorCode =
-  | 'unauthorized'
-  | 'invalid_request'
-  | 'access_denied'
-  | 'method_not_allowed'
-  | 'request_timeout'
-  | 'request_too_large'
-  | 'misdirected_request'
-  | 'rate_limited'
-  | 'client_closed_request'
-  | 'server_error'
-  | 'bad_gateway'
-  | 'temporarily_unavailable'
-  | 'gateway_timeout';
-
-const PUBLIC_ERROR_CODES: Readonly<Record<number, PublicErrorCode>> = {
-  400: 'invalid_request',
-  401: 'unauthorized',
-  403: 'access_denied',
-  405: 'method_not_allowed',
-  408: 'request_timeout',
-  413: 'request_too_large',
-  421: 'misdirected_request',
-  429: 'rate_limited',
-  499: 'client_closed_request',
-  502: 'bad_gateway',
-  503: 'temporarily_unavailable',
-  504: 'gateway_timeout',
-};
-
-/** The body's `error`: the RFC 6750/9449 code where there is one, else ours for the status. */
-export function errorCodeOf(error: SidecarError): BearerErrorCode | PublicErrorCode {
-  return error.bearerError ?? PUBLIC_ERROR_CODES[error.status] ?? 'server_error';
 }
 
 export interface ErrorResponse {
@@ -255,7 +199,7 @@ export function toErrorResponse(error: SidecarError, context: ChallengeContext |
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   if (error instanceof RequestRejected && error.allow !== undefined) headers.allow = error.allow;
   if (error instanceof UseDpopNonce) headers['dpop-nonce'] = error.nonce;
-  return { status: error.status, headers, body: { error: errorCodeOf(error), error_description: error.message } };
+  return { status: error.status, headers, body: { error: error.code, error_description: error.message } };
 }
 
 interface ErrorWithStatus {
@@ -268,9 +212,9 @@ interface ErrorWithStatus {
 // stage 2 answers the targets it refuses itself.
 const FOREIGN_CODES: Record<string, (code: string) => SidecarError> = {
   FST_ERR_BAD_URL: (code) => new InvalidRequest('malformed_url', code),
-  FST_ERR_CTP_BODY_TOO_LARGE: (code) => new RequestRejected(413, 'body_too_large', { detail: code }),
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: (code) => new RequestRejected(400, 'bad_request', { detail: code }),
-  ERR_HTTP_REQUEST_TIMEOUT: (code) => new RequestRejected(408, 'request_timeout', { detail: code }),
+  FST_ERR_CTP_BODY_TOO_LARGE: (code) => new RequestRejected('body_too_large', { detail: code }),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: (code) => new RequestRejected('bad_request', { detail: code }),
+  ERR_HTTP_REQUEST_TIMEOUT: (code) => new RequestRejected('request_timeout', { detail: code }),
 };
 
 /**
@@ -284,7 +228,7 @@ export function asSidecarError(thrown: unknown): SidecarError {
   const known = detail === undefined ? undefined : FOREIGN_CODES[detail];
   if (known !== undefined && detail !== undefined) return known(detail);
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    return new RequestRejected(statusCode, 'bad_request', { detail });
+    return new ForeignRejection(statusCode, detail);
   }
   return new InternalError(detail);
 }

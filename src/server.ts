@@ -257,14 +257,14 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   });
   // Reached only by methods outside Fastify's list, which stage 2 has already refused.
   app.setNotFoundHandler(() => {
-    throw new RequestRejected(405, 'method_not_allowed', { allow: target.allow });
+    throw new RequestRejected('method_not_allowed', { allow: target.allow });
   });
 
   // The https server createListener made (Fastify's types assume plain http with a factory).
   const server = app.server as unknown as HttpsServer;
   // Node answers CONNECT outside the request handler; without a listener it drops the socket.
   server.on('connect', (request: IncomingMessage, socket: Duplex) => {
-    const refusal = new RequestRejected(405, 'method_not_allowed', { allow: target.allow, detail: 'CONNECT' });
+    const refusal = new RequestRejected('method_not_allowed', { allow: target.allow, detail: 'CONNECT' });
     const interactionId = interactionIdOf(request);
     tracker.record(interactionId, 'CONNECT', refusal);
     writeRawRefusal(socket, refusal, interactionId);

@@ -145,7 +145,7 @@ export class BodyLimit extends Transform {
     this.#seen += chunk.length;
     if (this.#seen > this.#max) {
       this.exceeded = true;
-      done(new RequestRejected(413, 'body_too_large', { detail: 'streamed' }));
+      done(new RequestRejected('body_too_large', { detail: 'streamed' }));
       return;
     }
     done(null, chunk);
@@ -164,7 +164,7 @@ export function limitedBody(payload: Readable, max: number): BodyLimit {
 
 /** 413 before anything is read when Content-Length already says too much. */
 export function checkDeclaredLength(contentLength: string | undefined, max: number): void {
-  if (contentLength !== undefined && Number(contentLength) > max) throw new RequestRejected(413, 'body_too_large', { detail: 'declared' });
+  if (contentLength !== undefined && Number(contentLength) > max) throw new RequestRejected('body_too_large', { detail: 'declared' });
 }
 
 /**
@@ -195,7 +195,7 @@ export class UpstreamSlots {
       const timer = setTimeout(() => {
         const at = this.#waiting.indexOf(wake);
         if (at !== -1) this.#waiting.splice(at, 1);
-        reject(new RequestRejected(503, 'upstream_busy', { retryAfterSeconds: 1 }));
+        reject(new RequestRejected('upstream_busy', { retryAfterSeconds: 1 }));
       }, timeoutMs);
       this.#waiting.push(wake);
     });
@@ -224,7 +224,7 @@ interface ReplyFromError {
 }
 
 function upstreamFailure(error: ReplyFromError, body: unknown): SidecarError {
-  if (body instanceof BodyLimit && body.exceeded) return new RequestRejected(413, 'body_too_large', { detail: 'streamed' });
+  if (body instanceof BodyLimit && body.exceeded) return new RequestRejected('body_too_large', { detail: 'streamed' });
   if (error.statusCode === 504) return new UpstreamTimeout();
   return new UpstreamUnavailable(error.cause?.code);
 }

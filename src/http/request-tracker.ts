@@ -12,7 +12,7 @@ import { stateOf } from './request-state-of.ts';
 /** Errors Node raises on a connection before Fastify has a request: the client's, never ours. */
 function clientErrorOf(error: NodeJS.ErrnoException): SidecarError {
   const refusal = asSidecarError(error);
-  return refusal.status >= 500 ? new RequestRejected(400, 'bad_request', { detail: error.code }) : refusal;
+  return refusal.status >= 500 ? new RequestRejected('bad_request', { detail: error.code }) : refusal;
 }
 
 export class RequestTracker {

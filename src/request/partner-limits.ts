@@ -51,7 +51,7 @@ export class PartnerLimits {
   enter(partner: string): Release {
     const current = this.#inFlight.get(partner) ?? 0;
     if (current >= this.#limits.maxConcurrentPerClient) {
-      throw new RequestRejected(429, 'client_concurrency_limit', { retryAfterSeconds: 1 });
+      throw new RequestRejected('client_concurrency_limit', { retryAfterSeconds: 1 });
     }
     this.#inFlight.set(partner, current + 1);
     let released = false;
@@ -79,7 +79,7 @@ export class PartnerLimits {
     const window = this.#window(partner);
     if (window.failures >= this.#limits.maxFailedTokensPerMinute) {
       const retryAfterSeconds = Math.max(1, Math.ceil((window.startedAt + WINDOW_MS - this.#now()) / 1000));
-      throw new RequestRejected(429, 'failed_token_limit', { retryAfterSeconds });
+      throw new RequestRejected('failed_token_limit', { retryAfterSeconds });
     }
   }
 
@@ -136,7 +136,7 @@ export class PartnerLimits {
       const timer = setTimeout(() => {
         const at = slots.waiting.indexOf(wake);
         if (at !== -1) slots.waiting.splice(at, 1);
-        reject(new RequestRejected(429, 'introspection_concurrency_limit', { retryAfterSeconds: 1 }));
+        reject(new RequestRejected('introspection_concurrency_limit', { retryAfterSeconds: 1 }));
       }, this.#queueTimeoutMs);
       slots.waiting.push(wake);
     });

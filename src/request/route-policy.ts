@@ -64,13 +64,13 @@ export class RoutePolicy {
     // Folding case only adds matches: with one rule, it cannot pick another one.
     if (this.rules.length === 1 && !this.#caseInsensitive) {
       const only = this.#first(method, path, false);
-      if (only === undefined) throw new RequestRejected(403, 'no_matching_rule');
+      if (only === undefined) throw new RequestRejected('no_matching_rule');
       return only;
     }
     const folded = this.#first(method, path, true);
     const rule = this.#caseInsensitive ? folded : this.#first(method, path, false);
-    if (rule === undefined) throw new RequestRejected(403, 'no_matching_rule');
-    if (rule !== folded) throw new RequestRejected(403, 'no_matching_rule', { detail: 'another_case_meets_another_rule' });
+    if (rule === undefined) throw new RequestRejected('no_matching_rule');
+    if (rule !== folded) throw new RequestRejected('no_matching_rule', { detail: 'another_case_meets_another_rule' });
     return rule;
   }
 

@@ -28,7 +28,7 @@ export function targetRules(allowedMethods: readonly string[], publicHosts: read
 
 /** 405 with `Allow` for anything but the configured methods (TRACE and CONNECT never pass). */
 export function checkMethod(method: string, rules: TargetRules): void {
-  if (!rules.allowedMethods.has(method)) throw new RequestRejected(405, 'method_not_allowed', { allow: rules.allow, detail: method.slice(0, 16) });
+  if (!rules.allowedMethods.has(method)) throw new RequestRejected('method_not_allowed', { allow: rules.allow, detail: method.slice(0, 16) });
 }
 
 // RFC 3986 §3.3 path characters: unreserved, sub-delims, ":", "@", "/" and %XX escapes.
@@ -97,6 +97,6 @@ export function upstreamPathOf(target: string, rules: Pick<TargetRules, 'basePat
 export function checkedHost(host: string | undefined, rules: TargetRules): string | undefined {
   if (rules.publicHosts === undefined) return undefined;
   const normalised = host?.toLowerCase();
-  if (normalised === undefined || !rules.publicHosts.has(normalised)) throw new RequestRejected(421, 'misdirected_request');
+  if (normalised === undefined || !rules.publicHosts.has(normalised)) throw new RequestRejected('misdirected_request');
   return normalised;
 }

@@ -66,13 +66,13 @@ test('authorization server trouble is 503 with Retry-After and no challenge: nev
 
 test('every error body has an error member from the closed set and a description', () => {
   const cases = [
-    [new RequestRejected(405, 'method_not_allowed', { allow: 'GET' }), 'method_not_allowed'],
-    [new RequestRejected(429, 'failed_token_limit'), 'rate_limited'],
-    [new RequestRejected(413, 'body_too_large'), 'request_too_large'],
-    [new RequestRejected(403, 'no_matching_rule'), 'access_denied'],
-    [new RequestRejected(421, 'misdirected_request'), 'misdirected_request'],
-    [new RequestRejected(408, 'request_timeout'), 'request_timeout'],
-    [new RequestRejected(503, 'upstream_busy'), 'temporarily_unavailable'],
+    [new RequestRejected('method_not_allowed', { allow: 'GET' }), 'method_not_allowed'],
+    [new RequestRejected('failed_token_limit'), 'rate_limited'],
+    [new RequestRejected('body_too_large'), 'request_too_large'],
+    [new RequestRejected('no_matching_rule'), 'access_denied'],
+    [new RequestRejected('misdirected_request'), 'misdirected_request'],
+    [new RequestRejected('request_timeout'), 'request_timeout'],
+    [new RequestRejected('upstream_busy'), 'temporarily_unavailable'],
     [new UpstreamUnavailable(), 'bad_gateway'],
     [new UpstreamTimeout(), 'gateway_timeout'],
     [new InternalError(), 'server_error'],
@@ -105,4 +105,16 @@ test('foreign errors: Fastify 4xx keep their status, anything else is a bare 500
   assert.equal(asSidecarError('a string').status, 500);
   const own = new InvalidToken('token_inactive');
   assert.equal(asSidecarError(own), own);
+});
+
+test('the reasons table: every 401 is challenged, every coded challenge carries an RFC code, every 429 and 503 says when to retry', async () => {
+  const { REASONS } = await import('../../src/reasons.ts');
+  const bearerCodes = ['invalid_request', 'invalid_token', 'insufficient_scope', 'invalid_dpop_proof', 'use_dpop_nonce'];
+  for (const [reason, spec] of Object.entries(REASONS) as [string, { status: number; error: string; challenge?: string; retryAfterSeconds?: number; description: string }][]) {
+    if (spec.status === 401) assert.ok(spec.challenge !== undefined, reason);
+    if (spec.challenge === 'coded') assert.ok(bearerCodes.includes(spec.error), reason);
+    if (spec.status === 429 || spec.status === 503) assert.ok((spec.retryAfterSeconds ?? 0) > 0, reason);
+    if (spec.error === 'invalid_token') assert.equal(spec.description, 'The access token is not valid for this request', reason);
+    assert.match(spec.description, /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/, `${reason}: a description a challenge can quote`);
+  }
 });
