@@ -1,5 +1,5 @@
 // The floor the sidecar is measured against: bare Fastify 5 + @fastify/reply-from terminating
-// the same mutual TLS and proxying to the same upstream, with no authorisation at all.
+// the same mutual TLS and proxying to the same upstream, with no authorization at all.
 import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
 import replyFrom from '@fastify/reply-from';

@@ -1,4 +1,4 @@
-// `npm run bench`: what the sidecar's whole authorisation costs on its cache-hit path, next to
+// `npm run bench`: what the sidecar's whole authorization costs on its cache-hit path, next to
 // the bare mTLS proxy it is built on (Fastify 5 + @fastify/reply-from, hop-by-hop headers
 // stripped, no logger), measured AT THE SAME TIME ON THE SAME CORE.
 //

@@ -22,7 +22,7 @@ export interface AdminParts {
   readiness: Readiness;
   jwks: { keys: JWK[] };
   metrics: SidecarMetrics;
-  resourceMetadata?: { path: string; document: Record<string, unknown> } | undefined;
+  resourceMetadata?: { path: string; document: () => Record<string, unknown> } | undefined;
   ssf?: SsfReceiver | undefined;
 }
 
@@ -70,7 +70,7 @@ export function buildAdmin({ logger, deadlines, readiness, jwks, metrics, resour
     return reply.header('cache-control', 'public, max-age=60').send(jwks);
   });
   if (resourceMetadata !== undefined) {
-    admin.get(resourceMetadata.path, async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(resourceMetadata.document));
+    admin.get(resourceMetadata.path, async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(resourceMetadata.document()));
   }
   if (ssf !== undefined) {
     // RFC 8935 push delivery: the body is the SET itself, read as text (and no larger than a SET).

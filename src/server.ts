@@ -1,54 +1,41 @@
-// The mTLS listener: builds the Fastify app and wires the stages in the order a request
-// meets them. Hooks map one-to-one onto stages:
-//   listener   -> TLS handshake (1), timeouts, CONNECT and unparsable requests refused
-//   onRequest  -> interaction id, connection age, partner thumbprint (1), method, target and
-//                 Host (2), declared body size, partner concurrency, token extraction (3)
-//   preHandler -> no token in a form body (3), introspection .. upstream token (4-8)
-//   handler    -> upstream slot and proxy (9)
-//   errors     -> errors.ts; on the response's end -> the one access line and the metrics
-import type { IncomingMessage } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+// The sidecar put together: every long-lived service built once from the configuration (the
+// authorization server's client, the cache and fleet, limits, policy, TLS), the request
+// pipeline over them, and the Fastify adapter that drives it. Wiring only: the rules live in
+// request/, introspection/, authorization-server/, fleet/ and http/.
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from './config/config.ts';
-import { InternalError, RequestRejected, type AuthScheme, type ChallengeContext } from './errors.ts';
+import type { ChallengeContext } from './errors.ts';
 import { ConnectionAdmission } from './http/admission.ts';
 import { IdleDrain } from './http/drain.ts';
 import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
-import { interactionIdOf } from './http/interaction-id.ts';
-import { checkingIntervalMs, createListener, handshakeOnlyCa } from './http/listener.ts';
-import { writeRawRefusal } from './http/raw-refusal.ts';
+import { checkingIntervalMs, handshakeOnlyCa } from './http/listener.ts';
+import { buildProxyApp } from './http/proxy-app.ts';
+import { UpstreamSlots } from './http/proxy.ts';
 import { REALM, errorReplier } from './http/reply-error.ts';
+import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from './http/resource-metadata.ts';
+import { TlsReloader } from './http/tls.ts';
 import { SidecarMetrics } from './metrics.ts';
-import { releaseAtEnd, type RequestState } from './request/state.ts';
 import { IntrospectionCache } from './introspection/cache.ts';
+import { IntrospectionCapacity } from './introspection/capacity.ts';
+import type { Introspector } from './introspection/answer.ts';
+import { createUpstreamTokenSource, type UpstreamTokenSource } from './introspection/upstream-token.ts';
 import { IntrospectionClient } from './authorization-server/introspection-client.ts';
-import { type Introspector } from './introspection/answer.ts';
 import { connectAuthorizationServer } from './authorization-server/connection.ts';
 import { probeAuthorizationServer, type ProbeOutcome } from './authorization-server/probe.ts';
 import { AsTroubleReporter } from './authorization-server/trouble.ts';
-import { IntrospectionCapacity } from './introspection/capacity.ts';
-import { PartnerLimits } from './request/partner-limits.ts';
-import { UpstreamSlots, checkDeclaredLength, forward, limitedBody, proxyHooks, registerProxy } from './http/proxy.ts';
-import { createRequestAuthoriser } from './request/authorization.ts';
-import { PolicySource, resourceMetadataRule } from './request/route-policy.ts';
-import { checkMethod, checkedHost, targetRules, upstreamPathOf } from './request/target.ts';
-import { TlsReloader } from './http/tls.ts';
-import { partnerCertificates } from './request/partner-certificate.ts';
-import { extractCredential, rejectTokenInForm, rejectTokenInQuery } from './request/credential.ts';
+import { createRequestAuthorizer } from './request/authorization.ts';
+import { acceptedSchemes } from './request/credential.ts';
 import { dpopVerifier } from './request/dpop.ts';
+import { partnerCertificates } from './request/partner-certificate.ts';
+import { PartnerLimits } from './request/partner-limits.ts';
+import { requestPipeline } from './request/pipeline.ts';
+import { PolicySource, resourceMetadataRule } from './request/route-policy.ts';
+import { targetRules } from './request/target.ts';
 import { buildFleet } from './fleet/fleet.ts';
 import type { SsfReceiver } from './fleet/ssf-receiver.ts';
-import { resourceMetadata, resourceMetadataPath, resourceMetadataUrl } from './http/resource-metadata.ts';
-import { createUpstreamTokenSource, type UpstreamTokenSource } from './introspection/upstream-token.ts';
-
-// Only form bodies are read (to refuse a token in one); everything else streams.
-const FORM_LIMIT_BYTES = 1024 * 1024;
+import type { FastifyInstance } from 'fastify';
 
 export interface SidecarParts {
   introspector?: Introspector;
@@ -62,8 +49,8 @@ export interface Sidecar {
   /** The Shared Signals receiver, for the admin listener; undefined without PHANTOM_SSF_ISSUER. */
   ssf: SsfReceiver | undefined;
   /** RFC 9728 metadata, for the admin listener to serve too. */
-  resourceMetadata: { path: string; document: Record<string, unknown> } | undefined;
-  /** Ready to authorise: the AS's metadata is known (always, without PHANTOM_AS_ISSUER). */
+  resourceMetadata: { path: string; document: () => Record<string, unknown> } | undefined;
+  /** Ready to authorize: the AS's metadata is known (always, without PHANTOM_AS_ISSUER). */
   ready(): boolean;
   /** Settles only if the AS's metadata contradicts the configuration: the start must stop. */
   configurationError: Promise<ConfigError>;
@@ -90,7 +77,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level, fleet.level !== undefined || fleet.ssf !== undefined);
   const limits = new PartnerLimits(config.limits, now, config.introspection.timeoutMs);
   const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, fleet.replay, now) : undefined;
-  const authorise = createRequestAuthoriser({
+  const authorizer = createRequestAuthorizer({
     dpop,
     cache,
     tokens,
@@ -140,145 +127,42 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const trouble = new AsTroubleReporter(logger, (reason) => metrics.asFailed(reason), now);
   introspector.failed = (error) => trouble.failed(error);
   fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds), (kind) => metrics.redisValueRejected(kind));
-  const isLastResponse = (socket: Socket): boolean => connections.mustClose(socket);
   const tracker = new RequestTracker(access);
   const idle = new IdleDrain(config.http.keepAliveTimeoutMs, (socket) => tracker.isServing(socket));
-  const track = (request: FastifyRequest, reply: FastifyReply): void => tracker.track(request, reply);
-  // Bearer carries certificate-bound tokens (and unbound ones where binding is optional).
-  const acceptedSchemes = { bearer: config.senderConstraints.mtls || !config.requireBinding, dpop: config.senderConstraints.dpop };
-  const schemes: AuthScheme[] = acceptedSchemes.bearer ? ['Bearer'] : [];
-  if (acceptedSchemes.dpop) schemes.push('DPoP');
+  const schemes = acceptedSchemes(config);
   const challenges: ChallengeContext = {
     realm: REALM,
-    schemes,
+    schemes: (['Bearer', 'DPoP'] as const).filter((scheme) => (scheme === 'Bearer' ? schemes.bearer : schemes.dpop)),
     dpopAlgs: config.dpop.algs,
     resourceMetadata: config.resource === undefined ? undefined : resourceMetadataUrl(config.resource),
   };
-  const replyWithError = errorReplier({ logger, challenges, isLastResponse, track });
-
-  const app = Fastify({
-    serverFactory: (handler) => createListener(config, handler),
-    // No logger for Fastify: it would make a child logger per request. The access recorder
-    // writes the one line per request, and the error reply logs what is unexpected.
-    logger: false,
-    genReqId: interactionIdOf,
-    bodyLimit: FORM_LIMIT_BYTES,
-    // A drain closes connections after their current response instead (see drain()).
-    return503OnClosing: false,
-    // Errors raised before routing (a malformed URL) would otherwise get Fastify's own body,
-    // which quotes the URL, query and all.
-    frameworkErrors: replyWithError,
-    clientErrorHandler: (error, socket) => tracker.onClientError(error, socket),
+  const replyWithError = errorReplier({ logger, challenges, isLastResponse: (socket) => connections.mustClose(socket), track: (request, reply) => tracker.track(request, reply) });
+  const pipeline = requestPipeline({
+    partners,
+    forwardClientCert: config.forwardClientCert,
+    target,
+    policy: () => policy.current,
+    metadataRule,
+    schemes,
+    maxBodyBytes: config.http.maxBodyBytes,
+    limits,
+    authorizer,
   });
-  app.decorateRequest('phantom', null as unknown as RequestState);
-
-  // Bodies stream to the API within PHANTOM_MAX_BODY_BYTES; only forms are read, to refuse a
-  // token inside one.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  app.addContentTypeParser('*', (_request, payload, done) => done(null, limitedBody(payload, config.http.maxBodyBytes)));
-
-  // Callback-style hooks where no await is needed: no promise per request.
-  app.addHook('onRequest', (request, reply, done) => {
-    // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
-    reply.header('x-fapi-interaction-id', request.id);
-    track(request, reply);
-    const state = request.phantom;
-    const { raw } = request;
-    const socket = raw.socket as TLSSocket;
-    // The admission destroyed every unverified connection; this never lets one through if not.
-    if (!socket.authorized) throw new InternalError('unverified_connection');
-    admission.requestArrived(socket);
-    const partner = partners.of(socket, { distinct: raw.headersDistinct });
-    state.x5t = partner.x5t;
-    if (config.forwardClientCert) state.partnerCertificate = partner.der;
-    checkMethod(request.method, target);
-    state.method = request.method;
-    const url = raw.url ?? '';
-    state.checkedHost = checkedHost(raw.headers.host, target);
-    if (metadataRule !== undefined && url === metadataRule.path && metadataRule.methods?.has(request.method) === true) {
-      // RFC 9728 metadata, served by the sidecar itself: its path is not the API's.
-      state.upstreamPath = metadataRule.path;
-      state.route = metadataRule;
-    } else {
-      state.upstreamPath = upstreamPathOf(url, target);
-      state.route = policy.current.match(request.method, state.upstreamPath);
-    }
-    // A DPoP proof names the URL the client addressed; nothing else needs it.
-    if (acceptedSchemes.dpop && state.checkedHost !== undefined) state.htu = `https://${state.checkedHost}${url.split('?', 1)[0] ?? ''}`;
-    checkDeclaredLength(raw.headers['content-length'], config.http.maxBodyBytes);
-    releaseAtEnd(state, limits.enter(state.x5t ?? ''));
-    rejectTokenInQuery(url);
-    // A public route: forwarded with no token looked at and no JWT (the access line says so).
-    if (state.route.anonymous) {
-      done();
-      return;
-    }
-    const credential = extractCredential(raw.headersDistinct.authorization, raw.headersDistinct.dpop, acceptedSchemes);
-    state.scheme = credential.scheme;
-    state.token = credential.token;
-    state.dpopProof = credential.proof;
-    done();
+  // Built per request, so that a policy reload shows in scopes_supported.
+  const resourceDocument = metadataRule === undefined ? undefined : { path: metadataRule.path, document: () => resourceMetadata(config, policy.current.scopes()) };
+  const { app, server } = await buildProxyApp({
+    config,
+    pipeline,
+    tracker,
+    replyWithError,
+    admission,
+    connections,
+    idle,
+    slots,
+    allow: target.allow,
+    resourceMetadata: resourceDocument,
+    connectionRefused: () => metrics.connectionRefused('total'),
   });
-
-  app.addHook('preHandler', (request, _reply, done) => {
-    const state = request.phantom;
-    if (state.route?.anonymous === true) {
-      done();
-      return;
-    }
-    if (Buffer.isBuffer(request.body)) rejectTokenInForm(request.body);
-    // A cache hit with its JWT at hand is decided without a promise (the hot path).
-    if (authorise.atOnce(state, request.raw.socket)) {
-      done();
-      return;
-    }
-    authorise(state, request.raw.socket).then(() => done(), done);
-  });
-
-  app.setErrorHandler(replyWithError);
-
-  await registerProxy(app, config.upstream);
-  const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies, isLastResponse });
-  const forwardWithSlot = (request: FastifyRequest, reply: FastifyReply, release: () => void): FastifyReply => {
-    releaseAtEnd(request.phantom, release);
-    return forward(request, reply, hooks);
-  };
-  const resourceDocument = metadataRule === undefined ? undefined : { path: metadataRule.path, document: resourceMetadata(config, policy.current.scopes()) };
-  if (resourceDocument !== undefined) {
-    const { path, document } = resourceDocument;
-    app.get(path, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document));
-  }
-  // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
-  app.all('/*', { logLevel: 'error' }, (request, reply) => {
-    const slot = slots.acquire(config.upstream.queueTimeoutMs);
-    if (typeof slot === 'function') return forwardWithSlot(request, reply, slot);
-    return slot.then((release) => forwardWithSlot(request, reply, release));
-  });
-  // Reached only by methods outside Fastify's list, which stage 2 has already refused.
-  app.setNotFoundHandler(() => {
-    throw new RequestRejected('method_not_allowed', { allow: target.allow });
-  });
-
-  // The https server createListener made (Fastify's types assume plain http with a factory).
-  const server = app.server as unknown as HttpsServer;
-  // Node answers CONNECT outside the request handler; without a listener it drops the socket.
-  server.on('connect', (request: IncomingMessage, socket: Duplex) => {
-    const refusal = new RequestRejected('method_not_allowed', { allow: target.allow, detail: 'CONNECT' });
-    const interactionId = interactionIdOf(request);
-    tracker.record(interactionId, 'CONNECT', refusal);
-    writeRawRefusal(socket, refusal, interactionId);
-  });
-  // First, before HTTP's own listener: an unverified or over-cap connection never reaches it.
-  server.prependListener('secureConnection', (socket: TLSSocket) => {
-    if (!admission.admit(socket)) return;
-    connections.born(socket);
-    idle.opened(socket);
-  });
-  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => admission.handshakeError(error, socket));
-  // Past PHANTOM_MAX_CONNECTIONS, Node closes new TCP connections before any TLS work.
-  server.maxConnections = config.limits.maxConnections;
-  server.on('drop', () => metrics.connectionRefused('total'));
   const reloader = new TlsReloader(server, config.tls, logger, {
     onTrustChanged: (generation) => {
       connections.trustChanged(generation);

@@ -10,7 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { InternalError, RequestRejected, UpstreamTimeout, UpstreamUnavailable, type SidecarError } from '../errors.ts';
 import type { Config } from '../config/config.ts';
-import '../request/state.ts';
+import { stateOf } from './request-state-of.ts';
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy ones: never forwarded either way.
 // `expect` too: Node has already answered 100-continue to the client, and undici refuses it.
@@ -162,11 +162,6 @@ export function limitedBody(payload: Readable, max: number): BodyLimit {
   return payload.pipe(limited);
 }
 
-/** 413 before anything is read when Content-Length already says too much. */
-export function checkDeclaredLength(contentLength: string | undefined, max: number): void {
-  if (contentLength !== undefined && Number(contentLength) > max) throw new RequestRejected('body_too_large', { detail: 'declared' });
-}
-
 /**
  * Upstream connections handed out to requests. With one request per connection (no
  * pipelining), a request that holds a slot has a connection of the pool to itself; one that
@@ -255,11 +250,11 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
   return {
     rewriteRequestHeaders: (request, headers) =>
       upstreamRequestHeaders(headers, {
-        jwt: request.phantom.upstreamJwt,
+        jwt: stateOf(request).upstreamJwt,
         interactionId: request.id,
         clientIp: request.ip,
-        checkedHost: request.phantom.checkedHost,
-        clientCertificate: request.phantom.partnerCertificate?.(),
+        checkedHost: stateOf(request).checkedHost,
+        clientCertificate: stateOf(request).partnerCertificate?.(),
         forwardCookies: settings.forwardCookies,
       }),
     rewriteHeaders: (headers, request) => {
@@ -276,12 +271,12 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
   };
 }
 
-/** Forwards the authorised request to the checked path; the query follows. */
+/** Forwards the authorized request to the checked path; the query follows. */
 export function forward(request: FastifyRequest, reply: FastifyReply, hooks: FastifyReplyFromHooks): FastifyReply {
-  const { upstreamJwt, upstreamPath, route } = request.phantom;
-  // Only an authorised request has a JWT (or an anonymous route none), and only a checked
+  const { upstreamJwt, upstreamPath, route } = stateOf(request);
+  // Only an authorized request has a JWT (or an anonymous route none), and only a checked
   // target a path: else nothing leaves.
-  const authorised = upstreamJwt !== undefined || route?.anonymous === true;
-  if (!authorised || upstreamPath === undefined) throw new InternalError('forward_unchecked');
+  const authorized = upstreamJwt !== undefined || route?.anonymous === true;
+  if (!authorized || upstreamPath === undefined) throw new InternalError('forward_unchecked');
   return reply.from(upstreamPath, hooks);
 }

@@ -10,7 +10,7 @@ import type { CacheEntry, UpstreamJwt } from './cache.ts';
 import type { TokenClaims } from './answer.ts';
 
 export interface UpstreamTokenSource {
-  /** The JWT to forward for this (already authorised) cache entry. */
+  /** The JWT to forward for this (already authorized) cache entry. */
   jwtFor(entry: CacheEntry, nowSeconds: number): Promise<string>;
   /** The same, when it is at hand without signing or waiting; undefined otherwise. */
   readyJwtFor(entry: CacheEntry, nowSeconds: number): string | undefined;

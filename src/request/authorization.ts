@@ -11,9 +11,9 @@ import type { Introspection } from '../introspection/answer.ts';
 import type { PartnerLimits } from './partner-limits.ts';
 import type { UpstreamTokenSource } from '../introspection/upstream-token.ts';
 
-export type AuthorisationRules = ClaimRules & Pick<Config, 'requireBinding' | 'senderConstraints'>;
+export type AuthorizationRules = ClaimRules & Pick<Config, 'requireBinding' | 'senderConstraints'>;
 
-export interface RequestAuthoriser {
+export interface RequestAuthorizer {
   (state: RequestState, connection?: object): Promise<void>;
   /**
    * The cache-hit path without a promise: true when the request is decided here (every check
@@ -23,18 +23,18 @@ export interface RequestAuthoriser {
   atOnce(state: RequestState, connection?: object): boolean;
 }
 
-export interface AuthoriserParts {
+export interface AuthorizerParts {
   cache: IntrospectionCache;
   tokens: UpstreamTokenSource;
   limits: PartnerLimits;
-  rules: AuthorisationRules;
+  rules: AuthorizationRules;
   /** Present where DPoP is accepted. */
   dpop: DpopVerifier | undefined;
   now?: () => number;
 }
 
 /** The rules of stage 6 and the binding of stage 7 for one answer; throws what fails first. */
-function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt: string | undefined, rules: AuthorisationRules, nowSeconds: number): void {
+function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt: string | undefined, rules: AuthorizationRules, nowSeconds: number): void {
   if (!introspection.active) throw new InvalidToken('token_inactive');
   const { claims } = introspection;
   state.clientId = claims.client_id;
@@ -55,7 +55,7 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
  * not know takes one of the partner's introspection slots; a token or proof that proves
  * invalid costs it one failure of its budget.
  */
-export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthoriserParts): RequestAuthoriser {
+export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthorizerParts): RequestAuthorizer {
   const atOnce = (state: RequestState, connection?: object): boolean => {
     // A DPoP proof needs its (possibly remote) jti store: never decided synchronously.
     if (state.token === undefined || state.scheme === 'DPoP' || state.dpopProof !== undefined) return false;
@@ -70,7 +70,7 @@ export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, no
     state.upstreamJwt = jwt;
     return true;
   };
-  const authorise = async (state: RequestState, connection?: object): Promise<void> => {
+  const authorize = async (state: RequestState, connection?: object): Promise<void> => {
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
     const partner = state.x5t ?? '';
     // Stage 3b: a DPoP proof is checked, and its jti spent, before the AS is asked anything.
@@ -101,5 +101,5 @@ export function createRequestAuthoriser({ cache, tokens, limits, rules, dpop, no
     }
     state.upstreamJwt = await tokens.jwtFor(entry, nowSeconds);
   };
-  return Object.assign(authorise, { atOnce });
+  return Object.assign(authorize, { atOnce });
 }

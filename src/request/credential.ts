@@ -3,6 +3,8 @@
 // FAPI forbids tokens in URLs and the sidecar accepts none in a body either: such a request
 // is refused as malformed rather than silently ignored, so a client learns of its mistake.
 import { InvalidDpopProof, InvalidRequest, MissingCredentials, type AuthScheme } from '../errors.ts';
+import type { RequestState } from './state.ts';
+import type { SenderConstraints } from '../config/policy.ts';
 
 /** Longest token accepted; anything longer is refused before the authorization server sees it. */
 export const MAX_TOKEN_BYTES = 4096;
@@ -10,6 +12,20 @@ export const MAX_TOKEN_BYTES = 4096;
 // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const SCHEME_AND_REST = /^([^\s]+)(?:\s+(.*))?$/s;
+
+/** The schemes this resource accepts a token with. */
+export interface AcceptedSchemes {
+  bearer: boolean;
+  dpop: boolean;
+}
+
+/**
+ * Which schemes a token may come with: DPoP where it is accepted; Bearer for certificate-bound
+ * tokens, and for unbound ones where binding is optional.
+ */
+export function acceptedSchemes(config: { senderConstraints: SenderConstraints; requireBinding: boolean }): AcceptedSchemes {
+  return { bearer: config.senderConstraints.mtls || !config.requireBinding, dpop: config.senderConstraints.dpop };
+}
 
 export interface Credential {
   scheme: AuthScheme;
@@ -26,7 +42,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
  * header line it carried (Node's `headersDistinct`, since `headers` keeps only the first of
  * two). DPoP is taken only where `dpop` is accepted; otherwise it is another scheme.
  */
-export function extractCredential(authorization: readonly string[] | undefined, dpopHeaders: readonly string[] | undefined, accepted: { bearer: boolean; dpop: boolean }): Credential {
+export function extractCredential(authorization: readonly string[] | undefined, dpopHeaders: readonly string[] | undefined, accepted: AcceptedSchemes): Credential {
   const dpopScheme = accepted.dpop && /^dpop\s/i.test(authorization?.[0] ?? '') && authorization?.length === 1;
   // Where only DPoP is accepted, Bearer is just another scheme: 401 with the DPoP challenge.
   if (!dpopScheme && !accepted.bearer && authorization !== undefined && authorization.length > 0) throw new MissingCredentials('other_scheme');
@@ -82,4 +98,11 @@ export function rejectTokenInForm(body: Buffer): void {
   if (carriesAccessToken(body.toString('latin1'))) {
     throw new InvalidRequest('token_in_body');
   }
+}
+
+/** The extracted credential, onto the request's state. */
+export function takeCredential(state: RequestState, credential: Credential): void {
+  state.scheme = credential.scheme;
+  state.token = credential.token;
+  state.dpopProof = credential.proof;
 }

@@ -36,6 +36,11 @@ export function accessTokenHash(token: string): string {
   return createHash('sha256').update(token).digest('base64url');
 }
 
+/** The URL the client addressed, without query (a proof's htu): only with a vouched-for Host. */
+export function addressedUrl(checkedHost: string | undefined, target: string): string | undefined {
+  return checkedHost === undefined ? undefined : `https://${checkedHost}${target.split('?', 1)[0] ?? ''}`;
+}
+
 /** RFC 9449 §4.3 step 11 with RFC 3986 §6 normalisation: scheme and host case, default port. */
 function normalisedHtu(value: string): string | undefined {
   try {

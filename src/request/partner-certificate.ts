@@ -6,12 +6,12 @@
 // only as good as the ingress. On any other connection the header is ignored (and never
 // forwarded), so a partner who reaches the sidecar directly cannot speak for another.
 import { X509Certificate, createHash } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import { InvalidToken } from '../errors.ts';
+import type { RequestState } from './state.ts';
 import type { ClientCertSource } from '../config/config.ts';
 import { pemCertificates, type TlsMaterial } from '../config/tls-material.ts';
 import { MAX_CHAIN, verifyHeaderCertificate } from './header-certificate.ts';
-import { certificateThumbprint, connectionThumbprint } from '../thumbprint.ts';
+import { certificateThumbprint, connectionThumbprint, type PeerConnection } from '../thumbprint.ts';
 
 export interface PartnerCertificate {
   x5t: string | undefined;
@@ -110,17 +110,17 @@ function single(values: readonly string[] | undefined): string | undefined {
 }
 
 export interface PartnerCertificates {
-  of(socket: TLSSocket, headers: { distinct: NodeJS.Dict<string[]> }): PartnerCertificate;
+  of(socket: PeerConnection, headers: { distinct: NodeJS.Dict<string[]> }): PartnerCertificate;
 }
 
 // The socket's own certificate, made once per connection: every request on it shares it.
-const ofConnection = new WeakMap<TLSSocket, PartnerCertificate>();
+const ofConnection = new WeakMap<PeerConnection, PartnerCertificate>();
 
-function socketCertificate(socket: TLSSocket): PartnerCertificate {
+function socketCertificate(socket: PeerConnection): PartnerCertificate {
   let known = ofConnection.get(socket);
   if (known === undefined) {
     let der: Buffer | undefined;
-    known = { x5t: connectionThumbprint(socket), der: () => (der ??= socket.getPeerX509Certificate?.()?.raw) };
+    known = { x5t: connectionThumbprint(socket), der: () => (der ??= socket.getPeerX509Certificate()?.raw) };
     ofConnection.set(socket, known);
   }
   return known;
@@ -129,12 +129,12 @@ function socketCertificate(socket: TLSSocket): PartnerCertificate {
 export function partnerCertificates(source: ClientCertSource, material: () => TlsMaterial, now: () => number = Date.now): PartnerCertificates {
   if (source.source === 'tls') return { of: (socket) => socketCertificate(socket) };
   const proxyCas = source.trustedProxyCa === undefined ? [] : pemCertificates('PHANTOM_TRUSTED_PROXY_CA', source.trustedProxyCa);
-  const trusted = new WeakMap<TLSSocket, boolean>();
-  const isTrustedProxy = (socket: TLSSocket): boolean => {
+  const trusted = new WeakMap<PeerConnection, boolean>();
+  const isTrustedProxy = (socket: PeerConnection): boolean => {
     let known = trusted.get(socket);
     if (known === undefined) {
       const x5t = connectionThumbprint(socket);
-      const own = socket.getPeerX509Certificate?.();
+      const own = socket.getPeerX509Certificate();
       known = (x5t !== undefined && source.trustedProxyThumbprints.has(x5t))
         || (own !== undefined && proxyCas.some((ca) => own.checkIssued(ca) && own.verify(ca.publicKey)));
       trusted.set(socket, known);
@@ -155,4 +155,11 @@ export function partnerCertificates(source: ClientCertSource, material: () => Tl
       return { x5t: certificateThumbprint(leaf.raw), der: () => leaf.raw };
     },
   };
+}
+
+/** Whose certificate the request carries: its thumbprint for the binding, its DER for the API when asked. */
+export function identifyPartner(state: RequestState, connection: PeerConnection, distinct: NodeJS.Dict<string[]>, rules: { partners: PartnerCertificates; forwardClientCert: boolean }): void {
+  const partner = rules.partners.of(connection, { distinct });
+  state.x5t = partner.x5t;
+  if (rules.forwardClientCert) state.partnerCertificate = partner.der;
 }

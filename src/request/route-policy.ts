@@ -8,6 +8,8 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseRules, readPolicyRules, type PolicyDefaults, type RouteRule } from '../config/policy.ts';
 import { RequestRejected } from '../errors.ts';
+import type { RequestState } from './state.ts';
+import { upstreamPathOf, type TargetRules } from './target.ts';
 
 export type { PolicyDefaults, RouteRule };
 
@@ -78,6 +80,21 @@ export class RoutePolicy {
   scopes(): string[] {
     return [...new Set(this.rules.flatMap((rule) => [...rule.scopes, ...rule.anyOf]))];
   }
+}
+
+/**
+ * The path the API receives and the rule it falls under. The RFC 9728 metadata is the
+ * sidecar's own path, not the API's: it meets its own anonymous rule.
+ */
+export function routeRequest(state: RequestState, method: string, target: string, rules: { target: TargetRules; policy: RoutePolicy; metadataRule: RouteRule | undefined }): void {
+  const { metadataRule } = rules;
+  if (metadataRule !== undefined && target === metadataRule.path && metadataRule.methods?.has(method) === true) {
+    state.upstreamPath = metadataRule.path;
+    state.route = metadataRule;
+    return;
+  }
+  state.upstreamPath = upstreamPathOf(target, rules.target);
+  state.route = rules.policy.match(method, state.upstreamPath);
 }
 
 /**

@@ -88,8 +88,3 @@ export function endRequest(state: RequestState): void {
   state.atEnd.length = 0;
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    phantom: RequestState;
-  }
-}

@@ -89,6 +89,11 @@ export function upstreamPathOf(target: string, rules: Pick<TargetRules, 'basePat
   return `${rules.basePath}${normalisedPath(path)}`;
 }
 
+/** 413 before anything is read when Content-Length already says too much. */
+export function checkDeclaredLength(contentLength: string | undefined, max: number): void {
+  if (contentLength !== undefined && Number(contentLength) > max) throw new RequestRejected('body_too_large', { detail: 'declared' });
+}
+
 /**
  * With PHANTOM_PUBLIC_HOSTS, a Host outside the list is 421 Misdirected Request (RFC 9110
  * §15.5.20), and the checked value may be passed on as X-Forwarded-Host. Without it, the

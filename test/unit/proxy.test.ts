@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BodyLimit, UpstreamSlots, checkDeclaredLength, clientResponseHeaders, isSidecarOnly, limitedBody, upstreamRequestHeaders } from '../../src/http/proxy.ts';
+import { BodyLimit, UpstreamSlots, clientResponseHeaders, isSidecarOnly, limitedBody, upstreamRequestHeaders } from '../../src/http/proxy.ts';
+import { checkDeclaredLength } from '../../src/request/target.ts';
 import { RequestRejected } from '../../src/errors.ts';
 
 const own = { jwt: 'the.jwt.value', interactionId: 'iid', clientIp: '192.0.2.7', checkedHost: 'api.example.com', forwardCookies: false };
