@@ -5,7 +5,8 @@
 import { createHash, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, type JWK } from 'jose';
 import type { Logger } from 'pino';
-import { ConfigError, readClientCertificate, type Config, type JwtAlg } from '../config/config.ts';
+import { readClientCertificate, type Config, type JwtAlg } from '../config/config.ts';
+import { WatchedFiles } from '../config/watched-files.ts';
 
 export interface Credentials {
   headers: Record<string, string>;
@@ -88,25 +89,19 @@ export function tlsClientAuth(clientId: string, paths: { certPath: string; keyPa
     return { cert, key, version: createHash('sha256').update(cert).update(key).digest('base64url') };
   };
   let current = read();
-  let lastProblem: string | undefined;
-  const timer = reloadIntervalSeconds === 0
-    ? undefined
-    : setInterval(() => {
-        try {
-          const next = read();
-          lastProblem = undefined;
-          if (next.version === current.version) return;
-          current = next;
-          logger.info('client certificate for the authorization server reloaded');
-        } catch (error) {
-          const problem = error instanceof ConfigError ? error.message : 'unreadable';
-          if (problem !== lastProblem) logger.warn({ problem }, 'client certificate files do not check out; the current ones stay in use');
-          lastProblem = problem;
-        }
-      }, reloadIntervalSeconds * 1000);
-  timer?.unref();
+  const watched = new WatchedFiles({
+    paths: [paths.certPath, paths.keyPath],
+    intervalSeconds: reloadIntervalSeconds,
+    read,
+    changed: (next) => {
+      current = next;
+      logger.info('client certificate for the authorization server reloaded');
+    },
+    what: 'client certificate files',
+  }, logger);
+  watched.start();
   const credentials: Credentials = { headers: {}, form: { client_id: clientId } };
-  return { credentials: () => credentials, tls: () => current, close: () => clearInterval(timer) };
+  return { credentials: () => credentials, tls: () => current, close: () => watched.stop() };
 }
 
 export function clientAuthentication(settings: Config['introspection'], reloadIntervalSeconds: number, logger: Logger): ClientAuthentication {

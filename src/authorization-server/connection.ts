@@ -1,7 +1,7 @@
 // Everything the sidecar needs to talk to its authorization server, put together from the
 // configuration: where to ask (configured, or discovered), how to authenticate, and how the
 // answer is asked for and read.
-import { Agent } from 'undici';
+import { verifiedAgent } from './outbound.ts';
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from '../config/config.ts';
 import type { IntrospectionParts } from './introspection-client.ts';
@@ -20,7 +20,7 @@ export function connectAuthorizationServer(config: Config, logger: Logger): Auth
   const settings = config.introspection;
   const { issuer } = settings;
   const metadata = issuer === undefined ? undefined : new MetadataSource({ ...settings, issuer }, logger);
-  const dispatcher = metadata?.dispatcher ?? new Agent({ connect: { ca: settings.ca, rejectUnauthorized: true }, connectTimeout: settings.timeoutMs });
+  const dispatcher = metadata?.dispatcher ?? verifiedAgent({ ca: settings.ca, timeoutMs: settings.timeoutMs });
   const auth = clientAuthentication(settings, config.tls.reloadIntervalSeconds, logger);
   let format: AnswerFormat = jsonAnswer;
   if (config.upstreamToken.mode === 'as-jwt') format = asJwtAnswer;

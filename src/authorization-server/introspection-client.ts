@@ -3,7 +3,8 @@
 // (answer-format.ts) are parts of their own. Any fault of the authorization server (down,
 // slow, non-200, not JSON, a wrong shape, our own credentials refused) is an
 // AuthorizationServerUnavailable: the client is never blamed and nothing is forwarded.
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { verifiedPool } from './outbound.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
 import type { Config } from '../config/config.ts';
 import { mediaType } from '../media-type.ts';
@@ -73,15 +74,8 @@ export class IntrospectionClient implements Introspector {
     const key = `${endpoint.origin} ${tls.version}`;
     if (this.#current?.key === key) return this.#current.pool;
     const previous = this.#current?.pool;
-    const pool = new Pool(endpoint.origin, {
-      connections: 32,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      connectTimeout: this.#settings.timeoutMs,
-      headersTimeout: this.#settings.timeoutMs,
-      bodyTimeout: this.#settings.timeoutMs,
-      connect: { ca: this.#settings.ca, rejectUnauthorized: true, cert: tls.cert, key: tls.key },
-    });
+    const clientCertificate = tls.cert === undefined || tls.key === undefined ? undefined : { cert: tls.cert, key: tls.key };
+    const pool = verifiedPool(endpoint.origin, { ca: this.#settings.ca, timeoutMs: this.#settings.timeoutMs, ...(clientCertificate === undefined ? {} : { clientCertificate }) });
     this.#current = { key, pool };
     // Calls under way on the old pool finish there; it closes once they have.
     void previous?.close().catch(() => undefined);

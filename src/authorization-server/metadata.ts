@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { ConfigError, type ClientAuthMethod, type Config } from '../config/config.ts';
 import { isRecord } from '../json.ts';
 import { mediaType } from '../media-type.ts';
+import { verifiedAgent } from './outbound.ts';
 
 export interface AuthorizationServerMetadata {
   issuer: string;
@@ -82,7 +83,7 @@ export class MetadataSource {
     this.#refreshMs = settings.metadataRefreshSeconds * 1000;
     this.#timeoutMs = settings.timeoutMs;
     this.#logger = logger;
-    this.#dispatcher = new Agent({ connect: { ca: settings.ca, rejectUnauthorized: true }, connectTimeout: settings.timeoutMs });
+    this.#dispatcher = verifiedAgent({ ca: settings.ca, timeoutMs: settings.timeoutMs });
   }
 
   current(): AuthorizationServerMetadata | undefined {

@@ -8,10 +8,10 @@ import { remoteKeySet } from './remote-jwks.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
 import { malformed, parseIntrospectionJson } from '../introspection/answer.ts';
 import type { AnswerFormat } from './answer-format.ts';
+import { FAPI_ALGORITHMS } from '../vocabulary.ts';
 
 const MEDIA_TYPE = 'application/token-introspection+jwt';
 // FAPI 2.0 §5.4.1: never RS256, HMAC or none.
-const ALGORITHMS = ['PS256', 'ES256', 'EdDSA'];
 const IAT_SKEW_SECONDS = 60;
 
 export interface SignedAnswerSettings {
@@ -64,7 +64,7 @@ export function signedAnswer(settings: SignedAnswerSettings): AnswerFormat {
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(jws, keySet(), {
-          algorithms: ALGORITHMS,
+          algorithms: [...FAPI_ALGORITHMS],
           typ: MEDIA_TYPE.replace('application/', ''),
           issuer: settings.issuer,
           audience: settings.clientId,

@@ -6,6 +6,9 @@ import { ConfigError, EnvReader, readText, refuseUnknownVariables, type Env } fr
 
 import { parsePrivateKey, readCertificateFile, readTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.ts';
 import { readPolicyRules, type SenderConstraints } from './policy.ts';
+import { API_METHODS, DEFAULT_DPOP_ALGORITHMS, DPOP_ALGORITHMS, FAPI_ALGORITHMS, type JwtAlg } from '../vocabulary.ts';
+
+export type { JwtAlg };
 
 export type { SenderConstraints };
 
@@ -13,7 +16,6 @@ export { ConfigError };
 export type { TlsMaterial, TlsPaths };
 
 export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3';
-export type JwtAlg = 'ES256' | 'PS256' | 'EdDSA';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface MintConfig {
@@ -63,8 +65,6 @@ export type ClientCertSource =
     };
 
 
-// RFC 9449 §4.3 / FAPI 2.0 §5.4.1: asymmetric algorithms only; never none or HMAC.
-export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'PS256', 'PS384', 'EdDSA'] as const;
 
 export interface DpopConfig {
   algs: readonly string[];
@@ -178,9 +178,6 @@ function readTls(env: EnvReader): Config['tls'] {
   };
 }
 
-// RFC 9110 §9 methods an API may serve. CONNECT and TRACE are not among them: a proxy that
-// tunnels or reflects requests has no place in front of an API.
-const API_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 function readAllowedMethods(env: EnvReader): readonly string[] {
   const raw = env.optional('PHANTOM_ALLOWED_METHODS');
@@ -260,7 +257,7 @@ function readSenderConstraints(env: EnvReader): SenderConstraints {
 const MIN_NONCE_SECRET_BYTES = 32;
 
 function readDpop(env: EnvReader, constraints: SenderConstraints): DpopConfig {
-  const algs = env.optional('PHANTOM_DPOP_ALGS')?.split(/\s+/) ?? ['ES256', 'PS256', 'EdDSA'];
+  const algs = env.optional('PHANTOM_DPOP_ALGS')?.split(/\s+/) ?? DEFAULT_DPOP_ALGORITHMS;
   for (const alg of algs) {
     if (!(DPOP_ALGORITHMS as readonly string[]).includes(alg)) throw new ConfigError('PHANTOM_DPOP_ALGS', `"${alg}" is not one of ${DPOP_ALGORITHMS.join(' ')}`);
   }
@@ -414,7 +411,7 @@ function readIntrospectionAuth(env: EnvReader): IntrospectionAuth {
       const key = parsePrivateKey('PHANTOM_INTROSPECTION_CLIENT_KEY', env.secret('PHANTOM_INTROSPECTION_CLIENT_KEY', { required: true }) ?? '');
       const fallback = algorithmOf(key);
       if (fallback === undefined) throw new ConfigError('PHANTOM_INTROSPECTION_CLIENT_KEY', 'must be an EC P-256, RSA or Ed25519 key');
-      const alg = env.oneOf<JwtAlg>('PHANTOM_INTROSPECTION_CLIENT_KEY_ALG', fallback, ['ES256', 'PS256', 'EdDSA']);
+      const alg = env.oneOf<JwtAlg>('PHANTOM_INTROSPECTION_CLIENT_KEY_ALG', fallback, FAPI_ALGORITHMS);
       checkSigningKeyFits('PHANTOM_INTROSPECTION_CLIENT_KEY', alg, key);
       return { method, key, alg, keyId: env.optional('PHANTOM_INTROSPECTION_CLIENT_KEY_ID') };
     }
@@ -502,7 +499,7 @@ function checkSigningKeyFits(variable: string, alg: JwtAlg, key: KeyObject): voi
 function readUpstreamToken(env: EnvReader): MintConfig | AsJwtConfig {
   const mode = env.oneOf('PHANTOM_UPSTREAM_TOKEN', 'mint', ['mint', 'as-jwt'] as const);
   if (mode === 'as-jwt') return { mode };
-  const alg = env.oneOf<JwtAlg>('PHANTOM_JWT_ALG', 'ES256', ['ES256', 'PS256', 'EdDSA']);
+  const alg = env.oneOf<JwtAlg>('PHANTOM_JWT_ALG', 'ES256', FAPI_ALGORITHMS);
   const pem = env.secret('PHANTOM_JWT_SIGNING_KEY', { required: false });
   const signingKey = pem === undefined ? undefined : parsePrivateKey('PHANTOM_JWT_SIGNING_KEY', pem);
   if (signingKey !== undefined) checkSigningKeyFits('PHANTOM_JWT_SIGNING_KEY', alg, signingKey);

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { ConfigError } from './env.ts';
 import { normalisedPath } from '../path.ts';
+import { API_METHODS } from '../vocabulary.ts';
 
 /** PHANTOM_SENDER_CONSTRAINTS, or a rule's own: which proofs of possession a token may be bound to. */
 export interface SenderConstraints {
@@ -37,7 +38,6 @@ export interface PolicyDefaults {
 
 const RULE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 const RULE_KEYS = new Set(['name', 'methods', 'path', 'scopes', 'any_of', 'sender_constraint', 'audience', 'anonymous']);
 // A path pattern: segments of path characters, or a whole-segment {param}; a trailing / is a prefix.
 const PATH_PATTERN = /^\/(?:(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9\-._~!$&'()*+,;=:@%]+)\/)*(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9\-._~!$&'()*+,;=:@%]+)?$/;
@@ -59,7 +59,7 @@ function readRule(value: unknown, defaults: PolicyDefaults): RouteRule {
   const dotted = typeof raw.path === 'string' && raw.path.split('/').some((segment) => segment === '.' || segment === '..');
   if (typeof raw.path !== 'string' || !PATH_PATTERN.test(raw.path) || dotted) throw new Error('needs a path: /exact, /prefix/ or with {param} segments');
   const methods = stringList(raw.methods, 'methods', /^[A-Z]+$/);
-  for (const method of methods) if (!METHODS.includes(method)) throw new Error(`has an unknown method "${method}"`);
+  for (const method of methods) if (!(API_METHODS as readonly string[]).includes(method)) throw new Error(`has an unknown method "${method}"`);
   const anonymous = raw.anonymous === undefined ? false : raw.anonymous;
   if (typeof anonymous !== 'boolean') throw new Error('anonymous must be true or false');
   const scopes = stringList(raw.scopes, 'scopes', SCOPE);

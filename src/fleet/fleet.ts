@@ -5,10 +5,10 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.ts';
 import type { FleetLevel, IntrospectionCache } from '../introspection/cache.ts';
-import { MemoryReplayStore, type ReplayStore } from '../request/dpop.ts';
+import { memoryReplayStore, type ReplayStore } from '../request/dpop.ts';
 import { FleetUnavailable } from '../errors.ts';
 import { RedisFleet, type RejectedKind } from './redis-fleet.ts';
-import { MemoryJtiLedger, SsfReceiver, type JtiLedger } from './ssf-receiver.ts';
+import { SsfReceiver, memoryJtiLedger, type JtiLedger } from './ssf-receiver.ts';
 
 export interface Fleet {
   level: FleetLevel | undefined;
@@ -31,12 +31,12 @@ export interface Fleet {
  */
 class FleetReplayStore implements ReplayStore {
   readonly #fleet: RedisFleet;
-  readonly #local = new MemoryReplayStore();
+  readonly #local = memoryReplayStore();
   constructor(fleet: RedisFleet) {
     this.#fleet = fleet;
   }
-  seen(key: string): boolean {
-    return this.#local.seen(key);
+  has(key: string): boolean {
+    return this.#local.has(key);
   }
   async firstSeen(key: string, ttlMs: number): Promise<boolean> {
     if (!this.#local.firstSeen(key, ttlMs)) return false;
@@ -52,7 +52,7 @@ export function buildFleet(config: Config, logger: Logger): Fleet {
   const redis = config.fleet.redis === undefined ? undefined : new RedisFleet(config.fleet.redis, logger);
   let cache: IntrospectionCache | undefined;
   const ledger: JtiLedger = redis === undefined
-    ? new MemoryJtiLedger()
+    ? memoryJtiLedger()
     : { has: (jti) => redis.hasSeen(`ssf:${jti}`), add: (jti, ttl) => redis.markSeen(`ssf:${jti}`, ttl) };
   const ssf = config.fleet.ssf === undefined
     ? undefined
@@ -65,7 +65,7 @@ export function buildFleet(config: Config, logger: Logger): Fleet {
       }, ledger, logger);
   return {
     level: redis === undefined ? undefined : { shared: redis, lockTtlMs: config.introspection.timeoutMs, degradedTtlMs: config.fleet.degradedTtlSeconds * 1000 },
-    replay: redis === undefined ? new MemoryReplayStore() : new FleetReplayStore(redis),
+    replay: redis === undefined ? memoryReplayStore() : new FleetReplayStore(redis),
     ssf,
     connected: redis === undefined ? undefined : () => (redis.connected ? 1 : 0),
     attach(target, applied, rejected) {

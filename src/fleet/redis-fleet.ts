@@ -12,6 +12,7 @@ import type { FleetConfig } from '../config/config.ts';
 import { LogThrottle } from '../log.ts';
 import { parseClaims, type Introspection } from '../introspection/answer.ts';
 import { Sealer } from './sealing.ts';
+import { tokenKeyOf } from '../introspection/subjects.ts';
 
 const PREFIX = 'phantom:v2:';
 const REVOCATIONS = `${PREFIX}revocations`;
@@ -229,7 +230,7 @@ export class RedisFleet {
     const pipeline = this.#client.multi().set(name, this.#sealer.seal('answer', name, JSON.stringify(value)), 'PX', ttlMs);
     for (const subject of subjects) {
       // A token's own subject is its key: revoking it deletes the answer by name.
-      if (subject.startsWith('token:')) continue;
+      if (tokenKeyOf(subject) !== undefined) continue;
       const index = `${PREFIX}subject:${this.#sealer.subjectNames(subject)[0] ?? ''}`;
       pipeline.sadd(index, key).pexpire(index, ttlMs, 'GT').pexpire(index, ttlMs, 'NX');
     }
@@ -280,8 +281,9 @@ export class RedisFleet {
     const keys = new Set<string>();
     const indexes: string[] = [];
     for (const subject of subjects) {
-      if (subject.startsWith('token:')) {
-        keys.add(subject.slice('token:'.length));
+      const own = tokenKeyOf(subject);
+      if (own !== undefined) {
+        keys.add(own);
         continue;
       }
       for (const name of this.#sealer.subjectNames(subject)) {

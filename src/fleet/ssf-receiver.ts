@@ -6,13 +6,16 @@
 // with {err, description} for a SET that does not check out; 503 when the fleet cannot take
 // it (the transmitter retries; an event is never acknowledged and then lost).
 import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { Agent, request } from 'undici';
-import { LRUCache } from 'lru-cache';
+import { request, type Agent } from 'undici';
+import { verifiedAgent } from '../authorization-server/outbound.ts';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config/config.ts';
 import { sameText } from '../constant-time.ts';
 import { remoteKeySet } from '../authorization-server/remote-jwks.ts';
 import { mediaType } from '../media-type.ts';
+import { FAPI_ALGORITHMS } from '../vocabulary.ts';
+import { issuerSubject, opaqueSubject, tokenSubject } from '../introspection/subjects.ts';
+import { SeenSet } from '../seen-set.ts';
 
 export const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 export const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
@@ -27,7 +30,6 @@ const REVOKING = new Set([
   `${RISC}credential-compromise`,
   TOKEN_REVOKED,
 ]);
-const ALGORITHMS = ['PS256', 'ES256', 'EdDSA'];
 // A transmitter retries for a while; a jti is remembered a day.
 const JTI_TTL_MS = 24 * 60 * 60 * 1000;
 const SET_MAX_AGE_S = 24 * 60 * 60;
@@ -42,20 +44,14 @@ export interface RevocationSink {
   revoke(subjects: string[]): Promise<void>;
 }
 
+/** Where the jti of every SET taken is remembered: this process's SeenSet, or the fleet's Redis. */
 export interface JtiLedger {
-  has(jti: string): Promise<boolean>;
-  add(jti: string, ttlMs: number): Promise<void>;
+  has(jti: string): boolean | Promise<boolean>;
+  add(jti: string, ttlMs: number): void | Promise<void>;
 }
 
-export class MemoryJtiLedger implements JtiLedger {
-  readonly #seen = new LRUCache<string, true>({ max: 100_000 });
-  async has(jti: string): Promise<boolean> {
-    return this.#seen.has(jti);
-  }
-  async add(jti: string, ttlMs: number): Promise<void> {
-    this.#seen.set(jti, true, { ttl: ttlMs });
-  }
-}
+/** This process's ledger. */
+export const memoryJtiLedger = (): JtiLedger => new SeenSet(100_000);
 
 const refused = (err: string, description: string): SsfAnswer => ({ status: 400, body: { err, description } });
 
@@ -65,8 +61,8 @@ export const UNAUTHENTICATED: SsfAnswer = refused('authentication_failed', 'The 
 export function subjectKeys(subject: unknown, eventType: string): string[] {
   if (typeof subject !== 'object' || subject === null) return [];
   const id = subject as Record<string, unknown>;
-  if (id.format === 'opaque' && typeof id.id === 'string') return [eventType === TOKEN_REVOKED ? `token:${id.id}` : `opaque:${id.id}`];
-  if (id.format === 'iss_sub' && typeof id.iss === 'string' && typeof id.sub === 'string') return [`iss_sub:${id.iss}|${id.sub}`];
+  if (id.format === 'opaque' && typeof id.id === 'string') return [eventType === TOKEN_REVOKED ? tokenSubject(id.id) : opaqueSubject(id.id)];
+  if (id.format === 'iss_sub' && typeof id.iss === 'string' && typeof id.sub === 'string') return [issuerSubject(id.iss, id.sub)];
   // SSF complex subjects: the user (or the tenant's user) is what cached tokens belong to.
   if (id.format === 'complex' || id.format === undefined) return [...subjectKeys(id.user, eventType), ...subjectKeys(id.session, eventType)];
   // RFC 9493 §3.2.3: several identifiers of one subject; any indexed one finds its answers.
@@ -100,7 +96,7 @@ export class SsfReceiver {
     this.#sink = sink;
     this.#ledger = ledger;
     this.#logger = logger;
-    this.#dispatcher = new Agent({ connect: { ca: settings.ca, rejectUnauthorized: true }, connectTimeout: FETCH_TIMEOUT_MS, headersTimeout: FETCH_TIMEOUT_MS, bodyTimeout: FETCH_TIMEOUT_MS });
+    this.#dispatcher = verifiedAgent({ ca: settings.ca, timeoutMs: FETCH_TIMEOUT_MS });
   }
 
   async #keySet(): Promise<JWTVerifyGetKey> {
@@ -160,7 +156,7 @@ export class SsfReceiver {
     try {
       ({ payload } = await jwtVerify(body.trim(), keys, {
         typ: 'secevent+jwt',
-        algorithms: ALGORITHMS,
+        algorithms: [...FAPI_ALGORITHMS],
         issuer: this.#settings.issuer,
         audience: this.#settings.audience,
         maxTokenAge: SET_MAX_AGE_S,
@@ -176,7 +172,7 @@ export class SsfReceiver {
     const jti = String(payload.jti);
     const events = payload.events;
     if (typeof events !== 'object' || events === null || Array.isArray(events)) return refused('invalid_request', 'The SET carries no events');
-    if (await this.#ledger.has(jti).catch(() => false)) return refused('invalid_request', 'The SET was already received (jti)');
+    if (await Promise.resolve().then(() => this.#ledger.has(jti)).catch(() => false)) return refused('invalid_request', 'The SET was already received (jti)');
     const subjects = new Set<string>();
     for (const [type, event] of Object.entries(events as Record<string, unknown>)) {
       // Unknown event types are acknowledged and ignored, as SSF says.
@@ -194,7 +190,7 @@ export class SsfReceiver {
         return { status: 503, body: { err: 'temporarily_unavailable', description: 'Applied at this replica only: the fleet did not get it; deliver the SET again' } };
       }
     }
-    await this.#ledger.add(jti, JTI_TTL_MS).catch(() => undefined);
+    await Promise.resolve().then(() => this.#ledger.add(jti, JTI_TTL_MS)).catch(() => undefined);
     this.#logger.info({ events: Object.keys(events).length, subjects: subjects.size }, 'shared signals event applied');
     return { status: 202 };
   }

@@ -2,11 +2,11 @@
 // CRLs when configured); a missing, untrusted, expired or revoked one is refused by
 // http/admission.ts the moment the handshake ends, so nothing of such a peer reaches HTTP. The certificate's RFC 8705 thumbprint is computed once
 // per TLS connection.
-import { constants, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { constants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { ConfigError, type Config } from '../config/config.ts';
+import type { Config } from '../config/config.ts';
+import { WatchedFiles } from '../config/watched-files.ts';
 import { readTlsMaterial, type TlsMaterial, type TlsPaths } from '../config/tls-material.ts';
 
 // FAPI 2.0 §5.2.1 / BCP 195: under TLS 1.2 only ECDHE key exchange with AES-GCM, for RSA
@@ -52,17 +52,6 @@ export function serverTlsOptions(tls: Pick<TlsMaterial, 'cert' | 'key' | 'client
   };
 }
 
-/** A digest of the files as they are on disk now; undefined while one is unreadable. */
-function filesDigest(paths: readonly string[]): string | undefined {
-  try {
-    const hash = createHash('sha256');
-    for (const path of paths) hash.update(readFileSync(path)).update('\0');
-    return hash.digest('base64url');
-  } catch {
-    return undefined;
-  }
-}
-
 interface SecureServer {
   setSecureContext(options: SecureContextOptions): void;
 }
@@ -83,26 +72,31 @@ export interface TlsReloadHooks {
 export class TlsReloader {
   #material: TlsMaterial;
   #trustGeneration = 0;
-  readonly #tls: Config['tls'];
-  readonly #server: SecureServer;
   readonly #logger: Logger;
-  readonly #hooks: TlsReloadHooks;
   readonly #now: () => number;
-  #digest: string | undefined;
-  #lastProblem: string | undefined;
-  #timer: NodeJS.Timeout | undefined;
-
-  readonly #handshakeOnlyCa: string | undefined;
+  readonly #watched: WatchedFiles<TlsMaterial>;
 
   constructor(server: SecureServer, tls: Config['tls'], logger: Logger, hooks: TlsReloadHooks, now: () => number = Date.now, handshakeOnlyCa?: string) {
-    this.#handshakeOnlyCa = handshakeOnlyCa;
-    this.#server = server;
-    this.#tls = tls;
     this.#material = tls;
     this.#logger = logger;
-    this.#hooks = hooks;
     this.#now = now;
-    this.#digest = filesDigest(this.#files());
+    const { paths } = tls;
+    this.#watched = new WatchedFiles({
+      paths: [paths.cert, paths.key, paths.clientCa, ...paths.crl, ...(paths.proxyCa === undefined ? [] : [paths.proxyCa])],
+      intervalSeconds: tls.reloadIntervalSeconds,
+      read: () => readTlsMaterial(paths as TlsPaths, this.#now()),
+      changed: (material) => {
+        server.setSecureContext(serverTlsOptions({ ...material, minVersion: tls.minVersion }, handshakeOnlyCa));
+        const trustChanged = material.clientCa !== this.#material.clientCa || material.crl !== this.#material.crl;
+        this.#material = material;
+        logger.info({ not_after: new Date(material.serverNotAfterMs).toISOString(), trust_changed: trustChanged }, 'TLS certificate, partner CA bundle and CRLs reloaded');
+        if (trustChanged) {
+          this.#trustGeneration += 1;
+          hooks.onTrustChanged(this.#trustGeneration);
+        }
+      },
+      what: 'TLS files',
+    }, logger);
   }
 
   get material(): TlsMaterial {
@@ -111,49 +105,17 @@ export class TlsReloader {
 
   start(): void {
     this.#warnIfCrlStale();
-    if (this.#tls.reloadIntervalSeconds === 0) return;
-    this.#timer = setInterval(() => this.check(), this.#tls.reloadIntervalSeconds * 1000);
-    this.#timer.unref();
+    this.#watched.start(() => this.#warnIfCrlStale());
   }
 
   stop(): void {
-    clearInterval(this.#timer);
-  }
-
-  #files(): string[] {
-    const { paths } = this.#tls;
-    return [paths.cert, paths.key, paths.clientCa, ...paths.crl];
+    this.#watched.stop();
   }
 
   /** One reload check; public so that a test need not wait for the timer. */
   check(): void {
-    this.#reloadIfChanged();
+    this.#watched.check();
     this.#warnIfCrlStale();
-  }
-
-  #reloadIfChanged(): void {
-    // Unchanged files (the usual case) cost a few reads and a hash; only a change is parsed.
-    const digest = filesDigest(this.#files());
-    if (digest !== undefined && digest === this.#digest) return;
-    let material: TlsMaterial;
-    try {
-      material = readTlsMaterial(this.#tls.paths as TlsPaths, this.#now());
-    } catch (error) {
-      const problem = error instanceof ConfigError ? error.message : 'unreadable';
-      if (problem !== this.#lastProblem) this.#logger.warn({ problem }, 'TLS files do not check out; the current certificates stay in use');
-      this.#lastProblem = problem;
-      return;
-    }
-    this.#lastProblem = undefined;
-    this.#server.setSecureContext(serverTlsOptions({ ...material, minVersion: this.#tls.minVersion }, this.#handshakeOnlyCa));
-    const trustChanged = material.clientCa !== this.#material.clientCa || material.crl !== this.#material.crl;
-    this.#material = material;
-    this.#digest = digest;
-    this.#logger.info({ not_after: new Date(material.serverNotAfterMs).toISOString(), trust_changed: trustChanged }, 'TLS certificate, partner CA bundle and CRLs reloaded');
-    if (trustChanged) {
-      this.#trustGeneration += 1;
-      this.#hooks.onTrustChanged(this.#trustGeneration);
-    }
   }
 
   #warnIfCrlStale(): void {

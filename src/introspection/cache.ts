@@ -7,6 +7,7 @@ import type { Config } from '../config/config.ts';
 import type { CacheOutcome } from '../log.ts';
 import type { Introspection, Introspector } from './answer.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';
+import { subjectsOf, tokenKeyOf } from './subjects.ts';
 
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
 export interface UpstreamJwt {
@@ -89,22 +90,6 @@ export interface FleetLevel {
   lockTtlMs: number;
   /** The longest an in-process answer lives while the shared level is unreachable. */
   degradedTtlMs: number;
-}
-
-/**
- * What a revocation event may name an answer by: its token (by hash), its subject or client
- * (SSF "opaque"), or issuer and subject together (SSF "iss_sub").
- */
-export function subjectsOf(introspection: Introspection, key: string): string[] {
-  const subjects = [`token:${key}`];
-  if (!introspection.active) return subjects;
-  const { iss, sub, client_id: clientId } = introspection.claims;
-  if (sub !== undefined) subjects.push(`opaque:${sub}`);
-  if (clientId !== undefined) subjects.push(`opaque:${clientId}`);
-  // Client-credentials tokens have no sub: their client stands for it.
-  const who = sub ?? clientId;
-  if (iss !== undefined && who !== undefined) subjects.push(`iss_sub:${iss}|${who}`);
-  return subjects;
 }
 
 // The AS could not be reached or could not answer: the case PHANTOM_CACHE_STALE_IF_ERROR_S is
@@ -271,7 +256,7 @@ export class IntrospectionCache {
     if (!this.#revocable) return;
     for (const subject of subjectsOf(entry.introspection, key)) {
       // A token's own subject is its cache key: no index needed to find it.
-      if (subject.startsWith('token:')) continue;
+      if (tokenKeyOf(subject) !== undefined) continue;
       let keys = this.#bySubject.get(subject);
       if (keys === undefined) {
         keys = new Set();
@@ -301,7 +286,8 @@ export class IntrospectionCache {
     const now = this.#now();
     for (const subject of subjects) {
       if (this.#revocable) this.#recentlyRevoked.set(subject, now);
-      const keys = subject.startsWith('token:') ? [subject.slice('token:'.length)] : [...(this.#bySubject.get(subject) ?? [])];
+      const own = tokenKeyOf(subject);
+      const keys = own !== undefined ? [own] : [...(this.#bySubject.get(subject) ?? [])];
       for (const key of keys) {
         if (this.#active?.delete(key) === true) dropped += 1;
         if (this.#inactive?.delete(key) === true) dropped += 1;

@@ -5,10 +5,10 @@
 // to be compared with the token's cnf.jkt in the binding stage.
 import { createHash, createHmac } from 'node:crypto';
 import { EmbeddedJWK, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
-import { LRUCache } from 'lru-cache';
 import { InvalidDpopProof, UseDpopNonce } from '../errors.ts';
 import type { DpopConfig } from '../config/config.ts';
 import { sameText } from '../constant-time.ts';
+import { SeenSet } from '../seen-set.ts';
 
 // Clock skew allowed on top of PHANTOM_DPOP_MAX_AGE_S, in either direction.
 export const DPOP_LEEWAY_SECONDS = 5;
@@ -86,24 +86,13 @@ export class DpopNonces {
 /** Where the jti of each accepted proof is remembered for the acceptance window. */
 export interface ReplayStore {
   /** Whether this process has already seen the key: a replay refused before any signature work. */
-  seen(key: string): boolean;
+  has(key: string): boolean;
   /** True the first time a key is seen within `ttlMs`; false for a replay. */
   firstSeen(key: string, ttlMs: number): boolean | Promise<boolean>;
 }
 
-export class MemoryReplayStore implements ReplayStore {
-  readonly #seen = new LRUCache<string, true>({ max: REPLAY_STORE_ENTRIES, ttlAutopurge: false });
-
-  seen(key: string): boolean {
-    return this.#seen.has(key);
-  }
-
-  firstSeen(key: string, ttlMs: number): boolean {
-    if (this.#seen.has(key)) return false;
-    this.#seen.set(key, true, { ttl: ttlMs });
-    return true;
-  }
-}
+/** This process's replay store: at most REPLAY_STORE_ENTRIES proofs within their window. */
+export const memoryReplayStore = (): ReplayStore => new SeenSet(REPLAY_STORE_ENTRIES);
 
 export interface DpopVerifier {
   /** The jkt of a valid, fresh proof for this request; throws InvalidDpopProof or UseDpopNonce. */
@@ -154,7 +143,7 @@ function unverifiedClaims(proof: string): Record<string, unknown> {
   }
 }
 
-export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new MemoryReplayStore(), now: () => number = Date.now): DpopVerifier {
+export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = memoryReplayStore(), now: () => number = Date.now): DpopVerifier {
   const nonces = settings.nonceSecret === undefined ? undefined : new DpopNonces(settings.nonceSecret, now);
   const windowMs = (settings.maxAgeSeconds + 2 * DPOP_LEEWAY_SECONDS) * 1000;
   return {
@@ -185,7 +174,7 @@ export function dpopVerifier(settings: DpopConfig, replay: ReplayStore = new Mem
       }
       const key = createHash('sha256').update(`${jkt}:${claims.jti}`).digest('base64url');
       // A proof this pod has already accepted is a replay: refused without verifying it again.
-      if (replay.seen(key)) throw new InvalidDpopProof('dpop_proof_replayed');
+      if (replay.has(key)) throw new InvalidDpopProof('dpop_proof_replayed');
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(proof, EmbeddedJWK, {

@@ -3,11 +3,10 @@
 // none at all for a public path. First match wins; no match is 403 and nothing is forwarded.
 // The policy is a YAML file (PHANTOM_POLICY_FILE), checked whole at start-up and re-read on
 // change; without one, one rule covers every path with PHANTOM_REQUIRED_SCOPES.
-import { readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseRules, readPolicyRules, type PolicyDefaults, type RouteRule } from '../config/policy.ts';
 import { RequestRejected } from '../errors.ts';
+import { WatchedFiles } from '../config/watched-files.ts';
 import type { RequestState } from './state.ts';
 import { upstreamPathOf, type TargetRules } from './target.ts';
 
@@ -123,56 +122,36 @@ export function readPolicyFile(path: string, defaults: PolicyDefaults): RoutePol
 /** The policy in force: re-read when the file changes; a bad edit is logged and ignored. */
 export class PolicySource {
   #policy: RoutePolicy;
-  #digest: string | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #lastProblem: string | undefined;
-  private readonly settings: { path: string | undefined; reloadIntervalSeconds: number; defaults: PolicyDefaults };
-  private readonly logger: Logger;
+  readonly #watched: WatchedFiles<RoutePolicy> | undefined;
 
   constructor(settings: { path: string | undefined; reloadIntervalSeconds: number; defaults: PolicyDefaults }, logger: Logger) {
-    this.settings = settings;
-    this.logger = logger;
-    this.#policy = settings.path === undefined ? defaultPolicy(settings.defaults) : readPolicyFile(settings.path, settings.defaults);
-    this.#digest = this.#fileDigest();
+    const { path, defaults } = settings;
+    this.#policy = path === undefined ? defaultPolicy(defaults) : readPolicyFile(path, defaults);
+    this.#watched = path === undefined ? undefined : new WatchedFiles({
+      paths: [path],
+      intervalSeconds: settings.reloadIntervalSeconds,
+      read: () => readPolicyFile(path, defaults),
+      changed: (policy) => {
+        this.#policy = policy;
+        logger.info({ rules: policy.rules.length }, 'route policy reloaded');
+      },
+      what: 'route policy rules',
+    }, logger);
   }
 
   get current(): RoutePolicy {
     return this.#policy;
   }
 
-  #fileDigest(): string | undefined {
-    if (this.settings.path === undefined) return undefined;
-    try {
-      return createHash('sha256').update(readFileSync(this.settings.path)).digest('base64url');
-    } catch {
-      return undefined;
-    }
-  }
-
   start(): void {
-    if (this.settings.path === undefined || this.settings.reloadIntervalSeconds === 0) return;
-    this.#timer = setInterval(() => this.check(), this.settings.reloadIntervalSeconds * 1000);
-    this.#timer.unref();
+    this.#watched?.start();
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#watched?.stop();
   }
 
   check(): void {
-    const path = this.settings.path;
-    if (path === undefined) return;
-    const digest = this.#fileDigest();
-    if (digest === undefined || digest === this.#digest) return;
-    try {
-      this.#policy = readPolicyFile(path, this.settings.defaults);
-      this.#digest = digest;
-      this.#lastProblem = undefined;
-      this.logger.info({ rules: this.#policy.rules.length }, 'route policy reloaded');
-    } catch (error) {
-      const problem = (error as Error).message;
-      if (problem !== this.#lastProblem) this.logger.warn({ problem }, 'route policy does not check out; the last good one stays in force');
-      this.#lastProblem = problem;
-    }
+    this.#watched?.check();
   }
 }

@@ -101,7 +101,7 @@ describe('a policy for an Open Banking style API', () => {
     assert.equal((await send('/admin', accountsOnly)).status, 200);
     writeFileSync(policyFile, 'rules:\n  - name: broken\n    path: no-slash\n');
     sidecar.policy.check();
-    assert.ok(sidecar.logs.some((line) => line.includes('route policy does not check out') && line.includes('rule \\"broken\\"')));
+    assert.ok(sidecar.logs.some((line) => line.includes('route policy rules do not check out') && line.includes('rule \\"broken\\"')));
     assert.equal((await send('/admin', accountsOnly)).status, 200, 'the last good policy is in force');
     assert.equal((await send('/accounts/1', accountsOnly)).status, 200);
   });

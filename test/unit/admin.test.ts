@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { buildAdmin } from '../../src/admin.ts';
 import { createLogger } from '../../src/log.ts';
 import { SidecarMetrics } from '../../src/metrics.ts';
-import { MemoryJtiLedger, SsfReceiver } from '../../src/fleet/ssf-receiver.ts';
+import { SsfReceiver, memoryJtiLedger } from '../../src/fleet/ssf-receiver.ts';
 import { Writable } from 'node:stream';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 
@@ -101,7 +101,7 @@ test('the admin listener refuses a body over 64 KiB', async () => {
 });
 
 test('/ssf/events checks the push bearer token before reading a byte of the body', async () => {
-  const ssf = new SsfReceiver({ issuer: 'https://as.test', jwksUrl: new URL('https://127.0.0.1:1/jwks'), audience: 'https://api.test', ca: undefined, authToken: 'push-secret' }, { revoke: async () => undefined }, new MemoryJtiLedger(), quiet);
+  const ssf = new SsfReceiver({ issuer: 'https://as.test', jwksUrl: new URL('https://127.0.0.1:1/jwks'), audience: 'https://api.test', ca: undefined, authToken: 'push-secret' }, { revoke: async () => undefined }, memoryJtiLedger(), quiet);
   const admin = buildAdmin({ logger: quiet, deadlines: { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000 }, readiness: { ready: true }, jwks: { keys: [] }, metrics: new SidecarMetrics(sources(0)), ssf });
   await admin.listen({ host: '127.0.0.1', port: 0 });
   try {

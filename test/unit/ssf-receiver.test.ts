@@ -4,7 +4,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, exportJWK } from 'jose';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log.ts';
-import { CAEP, MemoryJtiLedger, RISC, SsfReceiver, TOKEN_REVOKED, subjectKeys } from '../../src/fleet/ssf-receiver.ts';
+import { CAEP, RISC, SsfReceiver, memoryJtiLedger, TOKEN_REVOKED, subjectKeys } from '../../src/fleet/ssf-receiver.ts';
 import { json, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-as.ts';
 import { makePki } from '../support/pki.ts';
 
@@ -22,7 +22,7 @@ before(async () => {
   receiver = new SsfReceiver(
     { issuer: 'https://as.test', jwksUrl: new URL(fake.url.replace('/oauth/introspect', '/jwks')), audience: 'https://api.test', ca: pki.ca, authToken: 'push-secret' },
     { revoke: async (subjects) => void revoked.push(subjects) },
-    new MemoryJtiLedger(),
+    memoryJtiLedger(),
     quiet,
   );
 });
@@ -69,7 +69,7 @@ test('an unreachable transmitter: one fetch for a burst of pushes, with a deadli
   });
   await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
   const port = (hanging.address() as import('node:net').AddressInfo).port;
-  const stalled = new SsfReceiver({ issuer: `https://127.0.0.1:${port}`, jwksUrl: undefined, audience: 'https://api.test', ca: pki.ca, authToken: undefined }, { revoke: async () => undefined }, new MemoryJtiLedger(), quiet);
+  const stalled = new SsfReceiver({ issuer: `https://127.0.0.1:${port}`, jwksUrl: undefined, audience: 'https://api.test', ca: pki.ca, authToken: undefined }, { revoke: async () => undefined }, memoryJtiLedger(), quiet);
   try {
     const body = await set({ [`${CAEP}session-revoked`]: {} }, { sub_id: { format: 'opaque', id: 'u' } });
     const started = Date.now();
@@ -123,7 +123,7 @@ test('a fleet that cannot take the event: 503, and the same SET is taken when it
   const failing = new SsfReceiver(
     { issuer: 'https://as.test', jwksUrl: new URL(fake.url.replace('/oauth/introspect', '/jwks')), audience: 'https://api.test', ca: pki.ca, authToken: undefined },
     { revoke: async () => { throw new Error('redis unavailable'); } },
-    new MemoryJtiLedger(),
+    memoryJtiLedger(),
     quiet,
   );
   try {
