@@ -85,10 +85,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     now,
     rules: {
       requireBinding: config.requireBinding,
-      requiredScopes: config.requiredScopes,
       expectedIssuer: config.expectedIssuer,
       expectedAudience: config.expectedAudience,
-      senderConstraints: config.senderConstraints,
       // An AS-issued JWT stands for an access token by construction.
       requireTokenType: config.requireTokenType && config.upstreamToken.mode !== 'as-jwt',
     },

@@ -27,8 +27,9 @@ export function parseUpstreamJwt(jwt: string): Introspection {
     const header = decodeProtectedHeader(jwt);
     if (typeof header.alg !== 'string' || header.alg === 'none') throw malformed('alg');
     return { active: true, claims: parseClaims(decodeJwt(jwt)), jwt };
-  } catch {
-    throw malformed('jwt');
+  } catch (error) {
+    // Our own refusal keeps its detail (`alg`); jose's parse errors are "not a JWT".
+    throw error instanceof AuthorizationServerUnavailable ? error : malformed('jwt');
   }
 }
 

@@ -406,9 +406,9 @@ function readIntrospectionAuth(env: EnvReader): IntrospectionAuth {
   switch (method) {
     case 'client_secret_basic':
     case 'client_secret_post':
-      return { method, secret: env.secret('PHANTOM_INTROSPECTION_CLIENT_SECRET', { required: true }) ?? '' };
+      return { method, secret: env.requiredSecret('PHANTOM_INTROSPECTION_CLIENT_SECRET') };
     case 'private_key_jwt': {
-      const key = parsePrivateKey('PHANTOM_INTROSPECTION_CLIENT_KEY', env.secret('PHANTOM_INTROSPECTION_CLIENT_KEY', { required: true }) ?? '');
+      const key = parsePrivateKey('PHANTOM_INTROSPECTION_CLIENT_KEY', env.requiredSecret('PHANTOM_INTROSPECTION_CLIENT_KEY'));
       const fallback = algorithmOf(key);
       if (fallback === undefined) throw new ConfigError('PHANTOM_INTROSPECTION_CLIENT_KEY', 'must be an EC P-256, RSA or Ed25519 key');
       const alg = env.oneOf<JwtAlg>('PHANTOM_INTROSPECTION_CLIENT_KEY_ALG', fallback, FAPI_ALGORITHMS);
@@ -451,6 +451,19 @@ function readIssuer(env: EnvReader): string | undefined {
   return issuer;
 }
 
+/**
+ * The AS's issuer identifier, one value for everything that names it: the `iss` of its tokens
+ * and signed answers, the `aud` of our assertions. PHANTOM_AS_ISSUER, else
+ * PHANTOM_EXPECTED_ISSUER; set both, they must agree.
+ */
+function issuerIdentifier(env: EnvReader, issuer: string | undefined): string | undefined {
+  const expected = env.optional('PHANTOM_EXPECTED_ISSUER');
+  if (issuer !== undefined && expected !== undefined && issuer !== expected) {
+    throw new ConfigError('PHANTOM_EXPECTED_ISSUER', 'differs from PHANTOM_AS_ISSUER: the issuer of the tokens is the AS whose metadata is read');
+  }
+  return issuer ?? expected;
+}
+
 function readIntrospection(env: EnvReader): Config['introspection'] {
   const caPath = env.optional('PHANTOM_INTROSPECTION_CA');
   const issuer = readIssuer(env);
@@ -458,7 +471,7 @@ function readIntrospection(env: EnvReader): Config['introspection'] {
   const jwksUrl = env.optional('PHANTOM_AS_JWKS_URL') === undefined ? undefined : env.url('PHANTOM_AS_JWKS_URL', ['https:']);
   const auth = readIntrospectionAuth(env);
   const response = env.oneOf('PHANTOM_INTROSPECTION_RESPONSE', 'json', ['json', 'jwt'] as const);
-  const asIdentifier = issuer ?? env.optional('PHANTOM_EXPECTED_ISSUER');
+  const asIdentifier = issuerIdentifier(env, issuer);
   if (auth.method === 'private_key_jwt' && asIdentifier === undefined) {
     throw new ConfigError('PHANTOM_AS_ISSUER', 'is required for private_key_jwt: the assertion\'s aud is the AS\'s issuer identifier (FAPI 2.0)');
   }
@@ -520,16 +533,21 @@ export function loadConfig(environment: Env = process.env): Config {
   const env = new EnvReader(environment);
   const requiredScopes = env.optional('PHANTOM_REQUIRED_SCOPES')?.split(/\s+/) ?? [];
   const senderConstraints = readSenderConstraints(env);
+  const tls = readTls(env);
+  const http = readHttp(env);
+  const limits = readLimits(env);
+  const upstream = readUpstream(env);
+  const introspection = readIntrospection(env);
   const config: Config = {
     listen: {
       host: env.optional('PHANTOM_LISTEN_HOST') ?? '0.0.0.0',
       port: env.integer('PHANTOM_LISTEN_PORT', 8443, 0, PORT_MAX),
     },
-    tls: readTls(env),
-    http: readHttp(env),
-    limits: readLimits(env),
-    upstream: readUpstream(env),
-    introspection: readIntrospection(env),
+    tls,
+    http,
+    limits,
+    upstream,
+    introspection,
     cache: {
       maxEntries: env.integer('PHANTOM_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
       maxTtlSeconds: env.integer('PHANTOM_CACHE_MAX_TTL_S', 300, 0, 86_400),
@@ -543,12 +561,12 @@ export function loadConfig(environment: Env = process.env): Config {
     clientCert: readClientCertSource(env),
     forwardClientCert: env.boolean('PHANTOM_FORWARD_CLIENT_CERT', false),
     resource: readResource(env),
-    fleet: { redis: undefined, degradedTtlSeconds: 5, ssf: undefined },
+    fleet: readFleet(env, introspection.ca),
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
     requiredScopes,
     policyFile: env.optional('PHANTOM_POLICY_FILE'),
     policyCaseInsensitive: env.boolean('PHANTOM_POLICY_CASE_INSENSITIVE', false),
-    expectedIssuer: env.optional('PHANTOM_EXPECTED_ISSUER') ?? env.optional('PHANTOM_AS_ISSUER'),
+    expectedIssuer: issuerIdentifier(env, env.optional('PHANTOM_AS_ISSUER')),
     expectedAudience: readExpectedAudience(env),
     upstreamToken: readUpstreamToken(env),
     admin: {
@@ -573,8 +591,7 @@ export function loadConfig(environment: Env = process.env): Config {
   if (config.admin.port !== 0 && config.admin.port === config.listen.port && config.admin.host === config.listen.host) {
     throw new ConfigError('PHANTOM_ADMIN_PORT', `must differ from PHANTOM_LISTEN_PORT (${config.listen.port})`);
   }
-  const fleet = readFleet(env, config.introspection.ca);
-  return Object.freeze({ ...config, fleet, weakened: weakenedSettings(config) });
+  return Object.freeze({ ...config, weakened: weakenedSettings(config) });
 }
 
 /** Each setting that loosens a default check, named as the operator set it. */

@@ -165,6 +165,13 @@ export class EnvReader {
     return inline;
   }
 
+  /** A secret that must be there: inline or as `<NAME>_FILE`. */
+  requiredSecret(name: string): string {
+    const value = this.secret(name, { required: true });
+    if (value === undefined) throw new ConfigError(name, `is required (or ${name}_FILE)`);
+    return value;
+  }
+
   integer(name: string, fallback: number, min: number, max: number): number {
     const raw = this.optional(name);
     if (raw === undefined) return fallback;

@@ -1,6 +1,6 @@
 // Stages 4 to 8 in the order a request meets them, with no HTTP framework in sight, so the
 // whole decision is testable with plain objects. Any throw stops the request: fail closed.
-import { InvalidDpopProof, InvalidToken, MissingCredentials } from '../errors.ts';
+import { InternalError, InvalidDpopProof, InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config/config.ts';
 import type { RequestState } from './state.ts';
 import { checkAccessToken, checkIssuerAndAudience, checkScopes, checkSubject, checkTokenTimes, type ClaimRules } from './token-claims.ts';
@@ -11,7 +11,7 @@ import type { Introspection } from '../introspection/answer.ts';
 import type { PartnerLimits } from './partner-limits.ts';
 import type { UpstreamTokenSource } from '../introspection/upstream-token.ts';
 
-export type AuthorizationRules = ClaimRules & Pick<Config, 'requireBinding' | 'senderConstraints'>;
+export type AuthorizationRules = ClaimRules & Pick<Config, 'requireBinding'>;
 
 export interface RequestAuthorizer {
   (state: RequestState, connection?: object): Promise<void>;
@@ -33,7 +33,7 @@ export interface AuthorizerParts {
   now?: () => number;
 }
 
-/** The rules of stage 6 and the binding of stage 7 for one answer; throws what fails first. */
+/** The token's claims and its binding, for one answer; throws what fails first. */
 function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt: string | undefined, rules: AuthorizationRules, nowSeconds: number): void {
   if (!introspection.active) throw new InvalidToken('token_inactive');
   const { claims } = introspection;
@@ -42,11 +42,12 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
   checkTokenTimes(claims, nowSeconds);
   checkAccessToken(claims, rules);
   checkSubject(claims);
-  // The route's rule, where the policy gives one, says what this request needs.
+  // The route's rule says what this request needs (without a policy file, one rule for all).
   const route = state.route;
-  checkIssuerAndAudience(claims, { expectedIssuer: rules.expectedIssuer, expectedAudience: route?.audience ?? rules.expectedAudience });
-  checkBinding(claims.cnf, { scheme: state.scheme, x5t: state.x5t, dpopJkt, accepted: route?.senderConstraints ?? rules.senderConstraints }, rules.requireBinding);
-  checkScopes(claims, route?.scopes ?? rules.requiredScopes, route?.anyOf);
+  if (route === undefined) throw new InternalError('unrouted');
+  checkIssuerAndAudience(claims, { expectedIssuer: rules.expectedIssuer, expectedAudience: route.audience ?? rules.expectedAudience });
+  checkBinding(claims.cnf, { scheme: state.scheme, x5t: state.x5t, dpopJkt, accepted: route.senderConstraints }, rules.requireBinding);
+  checkScopes(claims, route.scopes, route.anyOf);
 }
 
 /**

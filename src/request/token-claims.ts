@@ -1,4 +1,4 @@
-// Stage 6: the rules an active answer must still meet: time (RFC 7662 §2.2 exp/nbf, with
+// The claims of an active answer, as the token must still meet them: time (RFC 7662 §2.2 exp/nbf, with
 // leeway for clock skew), an access token at all (not a refresh token), someone it was
 // issued to, issuer and audience, then the required scopes.
 import { InsufficientScope, InvalidToken } from '../errors.ts';
@@ -9,7 +9,6 @@ export const CLOCK_LEEWAY_SECONDS = 60;
 export interface ClaimRules {
   expectedIssuer: string | undefined;
   expectedAudience: string | undefined;
-  requiredScopes: readonly string[];
   /** Require token_type Bearer or DPoP (off for an AS that omits it, and in as-jwt mode). */
   requireTokenType: boolean;
 }

@@ -16,7 +16,7 @@ test('exp is checked with no leeway (no JWT can be made from an expired token), 
   assert.doesNotThrow(() => checkTokenTimes({}, NOW));
 });
 
-const rules = { expectedIssuer: 'https://as', expectedAudience: 'https://api', requiredScopes: [] };
+const rules = { expectedIssuer: 'https://as', expectedAudience: 'https://api' };
 
 test('iss must equal, aud must contain, when configured', () => {
   assert.doesNotThrow(() => checkIssuerAndAudience({ iss: 'https://as', aud: 'https://api' }, rules));

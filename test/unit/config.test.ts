@@ -256,3 +256,13 @@ test('the fleet needs a sealing key of at least 32 bytes, and the key goes with 
   assert.equal(config.fleet.redis?.key.toString(), 'k'.repeat(32));
   assert.equal(config.fleet.redis?.previousKey?.toString(), 'p'.repeat(40));
 });
+
+test('the AS is named by one issuer identifier: PHANTOM_AS_ISSUER and PHANTOM_EXPECTED_ISSUER, when both are set, must agree', () => {
+  const both = { PHANTOM_AS_ISSUER: 'https://as.example.com', PHANTOM_INTROSPECTION_URL: 'https://as.example.com/introspect' };
+  assert.equal(configError({ ...both, PHANTOM_EXPECTED_ISSUER: 'https://other.example.com' }).variable, 'PHANTOM_EXPECTED_ISSUER');
+  const agreed = loadConfig(env({ ...both, PHANTOM_EXPECTED_ISSUER: 'https://as.example.com' }));
+  assert.equal(agreed.expectedIssuer, 'https://as.example.com');
+  assert.equal(agreed.introspection.asIdentifier, 'https://as.example.com');
+  const expectedOnly = loadConfig(env({ PHANTOM_EXPECTED_ISSUER: 'https://as.example.com' }));
+  assert.equal(expectedOnly.introspection.asIdentifier, expectedOnly.expectedIssuer);
+});
