@@ -209,7 +209,7 @@ interface ErrorWithStatus {
 
 // What Fastify and Node raise themselves, by their error code, in our words. A URL Fastify's
 // router cannot decode is a malformed request target like any other: 400 invalid_request, as
-// stage 2 answers the targets it refuses itself.
+// the request-target rules answer the targets they refuse themselves.
 const FOREIGN_CODES: Record<string, (code: string) => SidecarError> = {
   FST_ERR_BAD_URL: (code) => new InvalidRequest('malformed_url', code),
   FST_ERR_CTP_BODY_TOO_LARGE: (code) => new RequestRejected('body_too_large', { detail: code }),

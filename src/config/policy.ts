@@ -55,7 +55,7 @@ function readRule(value: unknown, defaults: PolicyDefaults): RouteRule {
   for (const key of Object.keys(raw)) {
     if (!RULE_KEYS.has(key)) throw new Error(`has an unknown key "${key}"`);
   }
-  // A dot segment could never match a path stage 2 lets through: refused as a likely mistake.
+  // A dot segment could never match a path the request-target rules let through: refused as a likely mistake.
   const dotted = typeof raw.path === 'string' && raw.path.split('/').some((segment) => segment === '.' || segment === '..');
   if (typeof raw.path !== 'string' || !PATH_PATTERN.test(raw.path) || dotted) throw new Error('needs a path: /exact, /prefix/ or with {param} segments');
   const methods = stringList(raw.methods, 'methods', /^[A-Z]+$/);

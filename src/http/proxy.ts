@@ -1,4 +1,4 @@
-// Stage 9: the proxy to the API beside the sidecar, on @fastify/reply-from (undici).
+// The proxy to the API beside the sidecar, on @fastify/reply-from (undici).
 // Method, the checked path, query and body pass through (the body streamed, within
 // PHANTOM_MAX_BODY_BYTES); the client's credentials and every header only the sidecar may
 // set are replaced. A request that cannot get an upstream connection within

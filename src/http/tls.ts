@@ -1,4 +1,4 @@
-// Stage 1: mutual TLS. The handshake verifies the client certificate (chain, dates, and the
+// Mutual TLS. The handshake verifies the client certificate (chain, dates, and the
 // CRLs when configured); a missing, untrusted, expired or revoked one is refused by
 // http/admission.ts the moment the handshake ends, so nothing of such a peer reaches HTTP. The certificate's RFC 8705 thumbprint is computed once
 // per TLS connection.

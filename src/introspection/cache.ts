@@ -1,4 +1,4 @@
-// Stage 4: the introspection cache. It holds the authorization server's answer (and the JWT
+// The introspection cache. It holds the authorization server's answer (and the JWT
 // made from it), never the decision: binding, time and scope are checked on every request.
 // Keys are SHA-256 of the token, so a heap dump holds no usable token.
 import { createHash } from 'node:crypto';

@@ -1,4 +1,4 @@
-// Stage 7: the JWT the API receives in place of the opaque token (the phantom-token pattern).
+// The upstream token: the JWT the API receives in place of the opaque token (the phantom-token pattern).
 // `mint`: the sidecar signs an RFC 9068 access-token JWT; `as-jwt`: the authorization server
 // supplied it with the introspection answer. Either way it is kept with the cache entry, so
 // a cache hit signs nothing.

@@ -1,4 +1,4 @@
-// Stages 4 to 8 in the order a request meets them, with no HTTP framework in sight, so the
+// The authorization of one request by its token's answer, in the order the checks run, with no HTTP framework in sight, so the
 // whole decision is testable with plain objects. Any throw stops the request: fail closed.
 import { InternalError, InvalidDpopProof, InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config/config.ts';
@@ -51,8 +51,8 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
 }
 
 /**
- * Decides one request whose token stage 3 extracted and whose partner thumbprint stage 1
- * recorded; on success `state.upstreamJwt` holds the JWT to forward. A token the cache does
+ * Decides one request whose token the credential step extracted and whose partner the
+ * partner step identified; on success `state.upstreamJwt` holds the JWT to forward. A token the cache does
  * not know takes one of the partner's introspection slots; a token or proof that proves
  * invalid costs it one failure of its budget.
  */
@@ -74,7 +74,7 @@ export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, no
   const authorize = async (state: RequestState, connection?: object): Promise<void> => {
     if (state.token === undefined) throw new MissingCredentials('no_credentials');
     const partner = state.x5t ?? '';
-    // Stage 3b: a DPoP proof is checked, and its jti spent, before the AS is asked anything.
+    // The DPoP proof is checked, and its jti spent, before the AS is asked anything.
     let dpopJkt: string | undefined;
     if (state.scheme === 'DPoP' || state.dpopProof !== undefined) {
       // Never a DPoP request without its proof checked, whatever led here.

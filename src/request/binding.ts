@@ -1,4 +1,4 @@
-// Stage 7: sender constraints. RFC 8705 §3: the token's `cnf.x5t#S256` must equal the
+// The binding: sender constraints. RFC 8705 §3: the token's `cnf.x5t#S256` must equal the
 // thumbprint of the partner's certificate; RFC 9449 §7.1: its `cnf.jkt` the thumbprint of the
 // key that signed this request's DPoP proof. On every request, cache hit or not.
 import { InvalidToken, type AuthScheme } from '../errors.ts';

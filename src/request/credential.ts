@@ -1,4 +1,4 @@
-// Stage 3: the access token, RFC 6750 §2.1 (Bearer) or RFC 9449 §7.1 (DPoP, with exactly
+// The credential: the access token, RFC 6750 §2.1 (Bearer) or RFC 9449 §7.1 (DPoP, with exactly
 // one DPoP header), and only from the Authorization header.
 // FAPI forbids tokens in URLs and the sidecar accepts none in a body either: such a request
 // is refused as malformed rather than silently ignored, so a client learns of its mistake.

@@ -1,4 +1,4 @@
-// Stage 3b: an RFC 9449 DPoP proof at the resource server (§4.3, §7.1, §8, §9), checked fully
+// The DPoP proof: RFC 9449 at the resource server (§4.3, §7.1, §8, §9), checked fully
 // before the token is looked up: typ, an allowed asymmetric alg, a public jwk and a signature
 // by it, htm, htu (the URL the client addressed), iat within the window, ath, a nonce when the
 // sidecar asks for them, and a jti never seen before. The key's RFC 7638 thumbprint comes back,

@@ -1,5 +1,5 @@
-// Stage 1b: whose certificate a request carries. By default the partner's own, from this TLS
-// socket (stage 1 verified it). Behind an ingress that terminates mTLS, the partner's
+// The partner: whose certificate a request carries. By default the partner's own, from this TLS
+// socket (its handshake verified it). Behind an ingress that terminates mTLS, the partner's
 // certificate arrives in a header (RFC 9440 Client-Cert, or Envoy's X-Forwarded-Client-Cert),
 // and is believed only on a connection whose own certificate is a trusted ingress's; then it
 // is verified again here (issued by a partner CA, in date, not revoked), since the header is

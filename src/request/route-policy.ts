@@ -1,4 +1,4 @@
-// Stage 2b: which rule of the route policy a request falls under, by its method and the path
+// The route: which rule of the route policy a request falls under, by its method and the path
 // the API receives: the scopes it needs, the sender constraints it accepts, its audience, or
 // none at all for a public path. First match wins; no match is 403 and nothing is forwarded.
 // The policy is a YAML file (PHANTOM_POLICY_FILE), checked whole at start-up and re-read on

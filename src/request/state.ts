@@ -9,15 +9,15 @@ import type { RouteRule } from '../config/policy.ts';
 export interface RequestState {
   /** The request method, as the DPoP proof's htm must name it. */
   method: string;
-  /** The access token of stage 3; never logged, never forwarded. */
+  /** The access token the credential step took; never logged, never forwarded. */
   token: string | undefined;
   /** The scheme it came with (Bearer, or DPoP with `dpopProof`). */
   scheme: AuthScheme | undefined;
-  /** The one DPoP proof JWT of a DPoP request; checked in stage 3b. */
+  /** The one DPoP proof JWT of a DPoP request; checked by the DPoP step. */
   dpopProof: string | undefined;
-  /** The rule of the route policy this request matched (stage 2b). */
+  /** The rule of the route policy this request matched. */
   route: RouteRule | undefined;
-  /** x5t#S256 of the partner certificate (stage 1): public, and what binding is checked against. */
+  /** x5t#S256 of the partner certificate : public, and what binding is checked against. */
   x5t: string | undefined;
   /** The partner certificate's DER, when PHANTOM_FORWARD_CLIENT_CERT sends it to the API. */
   partnerCertificate: (() => Buffer | undefined) | undefined;
@@ -27,7 +27,7 @@ export interface RequestState {
   checkedHost: string | undefined;
   /** The URL the client addressed, without query (a DPoP proof's htu): with a checked Host only. */
   htu: string | undefined;
-  /** The JWT of stage 7, for the proxy. */
+  /** The upstream JWT, for the proxy. */
   upstreamJwt: string | undefined;
   /** The token's client and subject, once introspected: for the access line. */
   clientId: string | undefined;

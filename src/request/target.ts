@@ -1,4 +1,4 @@
-// Stage 2: what the request asks for, before any credential is looked at: the method, the
+// The request target: what the request asks for, before any credential is looked at: the method, the
 // request target and the Host. The API must never see a path that a proxy, a framework or
 // a servlet container could resolve differently from the sidecar (`\`, encoded slashes and
 // dots, `..;`, `//`), so such targets are refused, not normalised; escapes of unreserved
