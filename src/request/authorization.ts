@@ -1,5 +1,6 @@
-// The authorization of one request by its token's answer, in the order the checks run, with no HTTP framework in sight, so the
-// whole decision is testable with plain objects. Any throw stops the request: fail closed.
+// The authorization of one request by its token's answer, in the order the checks run, with
+// no HTTP framework in sight, so the whole decision is testable with plain objects. Any throw
+// stops the request: fail closed.
 import { InternalError, InvalidDpopProof, InvalidToken, MissingCredentials } from '../errors.ts';
 import type { Config } from '../config/config.ts';
 import type { RequestState } from './state.ts';
