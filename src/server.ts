@@ -11,6 +11,7 @@ import { AccessRecorder } from './http/access.ts';
 import { RequestTracker } from './http/request-tracker.ts';
 import { ConnectionRules } from './http/connections.ts';
 import { checkingIntervalMs, handshakeOnlyCa } from './http/listener.ts';
+import { buildDecisionApp } from './http/decision-app.ts';
 import { buildProxyApp } from './http/proxy-app.ts';
 import { UpstreamSlots } from './http/proxy.ts';
 import { REALM, errorReplier } from './http/reply-error.ts';
@@ -97,8 +98,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   );
   const metadataRule = config.resource === undefined ? undefined : resourceMetadataRule(resourceMetadataPath(config.resource));
   // The TLS material in force, for certificates that arrive in a trusted ingress's header.
-  const partners = partnerCertificates(config.clientCert, () => tls?.material ?? config.tls, now);
-  const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream.url);
+  const partners = partnerCertificates(config.clientCert, () => tls?.material ?? config.tls, now, config.mode === 'decision');
+  const target = targetRules(config.http.allowedMethods, config.http.publicHosts, config.upstream?.url);
   const connections = new ConnectionRules(config.tls.maxConnectionAgeSeconds, now);
   const admission = new ConnectionAdmission(
     // A head already begun meets Node's own 408 first (its checks run every checkingIntervalMs).
@@ -107,14 +108,14 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     logger,
     now,
   );
-  const slots = new UpstreamSlots(config.upstream.connections);
+  const slots = config.upstream === undefined ? undefined : new UpstreamSlots(config.upstream.connections);
   // Reads the TLS state the reloader keeps; the reloader needs the server, made below.
   let tls: TlsReloader | undefined;
   const metrics = new SidecarMetrics({
     activeEntries: () => cache.size,
     inactiveEntries: () => cache.inactiveSize,
     introspectionsInFlight: () => introspector.inFlight,
-    upstreamSlotsInUse: () => slots.used,
+    upstreamSlotsInUse: () => slots?.used ?? 0,
     fleetConnected: fleet.connected,
     serverNotAfterMs: () => (tls?.material ?? config.tls).serverNotAfterMs,
     crlNextUpdateMs: config.tls.paths.crl.length === 0 ? undefined : () => (tls?.material ?? config.tls).crlNextUpdateMs,
@@ -148,7 +149,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   });
   // Built per request, so that a policy reload shows in scopes_supported.
   const resourceDocument = metadataRule === undefined ? undefined : { path: metadataRule.path, document: () => resourceMetadata(config, policy.current.scopes()) };
-  const { app, server } = await buildProxyApp({
+  const front = {
     config,
     pipeline,
     tracker,
@@ -156,11 +157,13 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     admission,
     connections,
     idle,
-    slots,
     allow: target.allow,
     resourceMetadata: resourceDocument,
     connectionRefused: () => metrics.connectionRefused('total'),
-  });
+  };
+  const { app, server } = config.upstream === undefined || slots === undefined
+    ? buildDecisionApp({ ...front, jwtHeader: config.decision?.jwtHeader ?? 'authorization' })
+    : await buildProxyApp({ ...front, upstream: config.upstream, slots });
   const reloader = new TlsReloader(server, config.tls, logger, {
     onTrustChanged: (generation) => {
       connections.trustChanged(generation);

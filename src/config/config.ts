@@ -57,7 +57,10 @@ export type ClientCertSource =
   | { source: 'tls' }
   | {
       source: 'header';
-      format: 'rfc9440' | 'xfcc';
+      /** RFC 9440 Client-Cert, Envoy's XFCC, or nginx's $ssl_client_escaped_cert (URL-encoded PEM). */
+      format: 'rfc9440' | 'xfcc' | 'nginx';
+      /** The header of the `nginx` format (PHANTOM_CLIENT_CERT_HEADER). */
+      header: string;
       /** x5t#S256 of the ingress proxies' own client certificates. */
       trustedProxyThumbprints: ReadonlySet<string>;
       /** A CA bundle of its own for the ingress proxies (PEM), also trusted at the handshake. */
@@ -112,7 +115,12 @@ export interface Config {
     maxConnections: number;
     maxConnectionsPerClient: number;
   };
-  upstream: { url: URL; timeoutMs: number; connections: number; queueTimeoutMs: number };
+  /** PHANTOM_MODE: a proxy in front of the API, or a decision service a gateway asks. */
+  mode: 'proxy' | 'decision';
+  /** The API beside the sidecar; undefined in decision mode (the gateway forwards). */
+  upstream: { url: URL; timeoutMs: number; connections: number; queueTimeoutMs: number } | undefined;
+  /** Decision mode: the response header that carries the JWT for the gateway to set upstream. */
+  decision: { jwtHeader: string } | undefined;
   introspection: {
     /** PHANTOM_INTROSPECTION_URL; when absent, the AS's metadata says where. */
     url: URL | undefined;
@@ -277,7 +285,7 @@ const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
 
 function readClientCertSource(env: EnvReader): ClientCertSource {
   const source = env.oneOf('PHANTOM_CLIENT_CERT_SOURCE', 'tls', ['tls', 'header'] as const);
-  const headerOnly = ['PHANTOM_TRUSTED_PROXY_CERT_X5T', 'PHANTOM_TRUSTED_PROXY_CA', 'PHANTOM_CLIENT_CERT_HEADER_FORMAT'];
+  const headerOnly = ['PHANTOM_TRUSTED_PROXY_CERT_X5T', 'PHANTOM_TRUSTED_PROXY_CA', 'PHANTOM_CLIENT_CERT_HEADER_FORMAT', 'PHANTOM_CLIENT_CERT_HEADER'];
   if (source === 'tls') {
     for (const variable of headerOnly) {
       if (env.optional(variable) !== undefined) throw new ConfigError(variable, 'belongs to PHANTOM_CLIENT_CERT_SOURCE=header');
@@ -294,10 +302,19 @@ function readClientCertSource(env: EnvReader): ClientCertSource {
   }
   return {
     source,
-    format: env.oneOf('PHANTOM_CLIENT_CERT_HEADER_FORMAT', 'rfc9440', ['rfc9440', 'xfcc'] as const),
+    format: env.oneOf('PHANTOM_CLIENT_CERT_HEADER_FORMAT', 'rfc9440', ['rfc9440', 'xfcc', 'nginx'] as const),
+    header: readHeaderName(env, 'PHANTOM_CLIENT_CERT_HEADER', 'x-ssl-client-cert'),
     trustedProxyThumbprints: new Set(thumbprints),
     trustedProxyCa: caPath === undefined ? undefined : readCertificateFile('PHANTOM_TRUSTED_PROXY_CA', caPath).pem,
   };
+}
+
+const HEADER_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+function readHeaderName(env: EnvReader, name: string, fallback: string): string {
+  const value = env.optional(name)?.toLowerCase() ?? fallback;
+  if (!HEADER_NAME.test(value)) throw new ConfigError(name, `"${value}" is not an HTTP header name of letters, digits and "-"`);
+  return value;
 }
 
 function readFleet(env: EnvReader, introspectionCa: string | undefined): FleetConfig {
@@ -536,7 +553,9 @@ export function loadConfig(environment: Env = process.env): Config {
   const tls = readTls(env);
   const http = readHttp(env);
   const limits = readLimits(env);
-  const upstream = readUpstream(env);
+  const mode = env.oneOf('PHANTOM_MODE', 'proxy', ['proxy', 'decision'] as const);
+  const upstream = mode === 'proxy' ? readUpstream(env) : undefined;
+  if (mode === 'decision' && env.optional('PHANTOM_UPSTREAM_URL') !== undefined) throw new ConfigError('PHANTOM_UPSTREAM_URL', 'goes with PHANTOM_MODE=proxy: in decision mode the gateway forwards the request');
   const introspection = readIntrospection(env);
   const config: Config = {
     listen: {
@@ -546,7 +565,9 @@ export function loadConfig(environment: Env = process.env): Config {
     tls,
     http,
     limits,
+    mode,
     upstream,
+    decision: mode === 'decision' ? { jwtHeader: readHeaderName(env, 'PHANTOM_DECISION_JWT_HEADER', 'authorization') } : undefined,
     introspection,
     cache: {
       maxEntries: env.integer('PHANTOM_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
@@ -576,6 +597,11 @@ export function loadConfig(environment: Env = process.env): Config {
     logLevel: env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     weakened: [],
   };
+  // The partner's certificate comes from the gateway, never from the decision call's own connection.
+  if (config.mode === 'decision' && config.clientCert.source !== 'header') {
+    throw new ConfigError('PHANTOM_CLIENT_CERT_SOURCE', 'must be header with PHANTOM_MODE=decision: the gateway terminates the partner\'s mTLS and passes its certificate');
+  }
+  if (config.mode === 'proxy' && env.optional('PHANTOM_DECISION_JWT_HEADER') !== undefined) throw new ConfigError('PHANTOM_DECISION_JWT_HEADER', 'goes with PHANTOM_MODE=decision');
   // A DPoP proof names the URL the client called (htu): only a vouched-for Host can be compared.
   if (config.senderConstraints.dpop && config.http.publicHosts === undefined) {
     throw new ConfigError('PHANTOM_PUBLIC_HOSTS', 'is required when PHANTOM_SENDER_CONSTRAINTS accepts dpop (the proof\'s htu is checked against it)');

@@ -1,136 +1,32 @@
-// The Fastify adapter of the request pipeline: the mTLS listener's app. Each Fastify phase
-// drives one part of request/pipeline.ts, and nothing here decides anything a decision
-// endpoint would not decide the same way:
-//   connection -> admission.ts (verified certificate, caps, first-request deadline)
-//   onRequest  -> the request state, then pipeline.admit (the request head)
-//   preHandler -> pipeline.authorize (the token's answer), a form body checked first
-//   handler    -> an upstream slot and the proxy
-//   errors     -> reply-error.ts; on the response's end -> the one access line and the metrics
-import type { IncomingMessage } from 'node:http';
+// The proxy front end: the mTLS listener's app forwards each authorized request to the API.
 import type { Server as HttpsServer } from 'node:https';
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config/config.ts';
-import { InternalError, RequestRejected } from '../errors.ts';
-import type { RequestHead, RequestPipeline } from '../request/pipeline.ts';
 import { releaseAtEnd } from '../request/state.ts';
-import type { ConnectionAdmission } from './admission.ts';
-import type { IdleDrain } from './drain.ts';
-import { interactionIdOf } from './interaction-id.ts';
-import { createListener } from './listener.ts';
-import { UpstreamSlots, forward, limitedBody, proxyHooks, registerProxy } from './proxy.ts';
-import { writeRawRefusal } from './raw-refusal.ts';
-import type { ErrorReplier } from './reply-error.ts';
-import type { RequestTracker } from './request-tracker.ts';
+import { buildListenerApp, ownHead, type ListenerAppParts } from './listener-app.ts';
+import { UpstreamSlots, forward, proxyHooks, registerProxy } from './proxy.ts';
 import { stateOf } from './request-state-of.ts';
-import type { ConnectionRules } from './connections.ts';
 
-// Only form bodies are read (to refuse a token in one); everything else streams.
-const FORM_LIMIT_BYTES = 1024 * 1024;
-
-export interface ProxyAppParts {
-  config: Config;
-  pipeline: RequestPipeline;
-  tracker: RequestTracker;
-  replyWithError: ErrorReplier;
-  admission: ConnectionAdmission;
-  connections: ConnectionRules;
-  idle: IdleDrain;
+export interface ProxyAppParts extends ListenerAppParts {
+  upstream: NonNullable<Config['upstream']>;
   slots: UpstreamSlots;
-  /** The `Allow` of a 405. */
-  allow: string;
-  /** RFC 9728 metadata, served by the sidecar itself. */
-  resourceMetadata: { path: string; document: () => Record<string, unknown> } | undefined;
-  connectionRefused: () => void;
-}
-
-/** The request head in the pipeline's plain terms. */
-function headOf(request: FastifyRequest): RequestHead {
-  const { raw } = request;
-  return { method: request.method, target: raw.url ?? '', headers: raw.headers, distinct: raw.headersDistinct, connection: raw.socket as TLSSocket };
 }
 
 export async function buildProxyApp(parts: ProxyAppParts): Promise<{ app: FastifyInstance; server: HttpsServer }> {
-  const { config, pipeline, tracker, admission } = parts;
-  const app = Fastify({
-    serverFactory: (handler) => createListener(config, handler),
-    // No logger for Fastify: it would make a child logger per request. The access recorder
-    // writes the one line per request, and the error reply logs what is unexpected.
-    logger: false,
-    genReqId: interactionIdOf,
-    bodyLimit: FORM_LIMIT_BYTES,
-    // A drain closes connections after their current response instead (see drain.ts).
-    return503OnClosing: false,
-    // Errors raised before routing (a malformed URL) would otherwise get Fastify's own body,
-    // which quotes the URL, query and all.
-    frameworkErrors: parts.replyWithError,
-    clientErrorHandler: (error, socket) => tracker.onClientError(error, socket),
-  });
-  app.decorateRequest('phantom', null);
-  // Bodies stream to the API within PHANTOM_MAX_BODY_BYTES; only forms are read, to refuse a
-  // token inside one.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  app.addContentTypeParser('*', (_request, payload, done) => done(null, limitedBody(payload, config.http.maxBodyBytes)));
-
-  // Callback-style hooks where no await is needed: no promise per request.
-  app.addHook('onRequest', (request, reply, done) => {
-    const state = stateOf(request);
-    // Set first, so every answer carries it; the API's copy is dropped in proxy.ts.
-    reply.header('x-fapi-interaction-id', request.id);
-    tracker.track(request, reply);
-    const socket = request.raw.socket as TLSSocket;
-    // The admission destroyed every unverified connection; this never lets one through if not.
-    if (!socket.authorized) throw new InternalError('unverified_connection');
-    admission.requestArrived(socket);
-    pipeline.admit(state, headOf(request));
-    done();
-  });
-  app.addHook('preHandler', (request, _reply, done) => {
-    const decided = pipeline.authorize(stateOf(request), headOf(request), Buffer.isBuffer(request.body) ? request.body : undefined);
-    if (decided === true) done();
-    else decided.then(() => done(), done);
-  });
-  app.setErrorHandler(parts.replyWithError);
-
-  await registerProxy(app, config.upstream);
+  const { config, upstream } = parts;
+  const built = buildListenerApp(parts, ownHead);
+  const { app } = built;
+  await registerProxy(app, upstream);
   const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies, isLastResponse: (socket) => parts.connections.mustClose(socket) });
   const forwardWithSlot = (request: FastifyRequest, reply: FastifyReply, release: () => void): FastifyReply => {
     releaseAtEnd(stateOf(request), release);
     return forward(request, reply, hooks);
   };
-  const metadata = parts.resourceMetadata;
-  if (metadata !== undefined) app.get(metadata.path, (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(metadata.document()));
   // logLevel 'error' keeps reply-from's own warnings out: the access line carries the reason.
   app.all('/*', { logLevel: 'error' }, (request, reply) => {
-    const slot = parts.slots.acquire(config.upstream.queueTimeoutMs);
+    const slot = parts.slots.acquire(upstream.queueTimeoutMs);
     if (typeof slot === 'function') return forwardWithSlot(request, reply, slot);
     return slot.then((release) => forwardWithSlot(request, reply, release));
   });
-  // Reached only by methods outside Fastify's list, which the method check has already refused.
-  app.setNotFoundHandler(() => {
-    throw new RequestRejected('method_not_allowed', { allow: parts.allow });
-  });
-
-  // The https server createListener made (Fastify's types assume plain http with a factory).
-  const server = app.server as unknown as HttpsServer;
-  // Node answers CONNECT outside the request handler; without a listener it drops the socket.
-  server.on('connect', (request: IncomingMessage, socket: Duplex) => {
-    const refusal = new RequestRejected('method_not_allowed', { allow: parts.allow, detail: 'CONNECT' });
-    const interactionId = interactionIdOf(request);
-    tracker.record(interactionId, 'CONNECT', refusal);
-    writeRawRefusal(socket, refusal, interactionId);
-  });
-  // First, before HTTP's own listener: an unverified or over-cap connection never reaches it.
-  server.prependListener('secureConnection', (socket: TLSSocket) => {
-    if (!admission.admit(socket)) return;
-    parts.connections.born(socket);
-    parts.idle.opened(socket);
-  });
-  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => admission.handshakeError(error, socket));
-  // Past PHANTOM_MAX_CONNECTIONS, Node closes new TCP connections before any TLS work.
-  server.maxConnections = config.limits.maxConnections;
-  server.on('drop', parts.connectionRefused);
-  return { app, server };
+  return built;
 }

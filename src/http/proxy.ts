@@ -224,7 +224,7 @@ function upstreamFailure(error: ReplyFromError, body: unknown): SidecarError {
   return new UpstreamUnavailable(error.cause?.code);
 }
 
-export async function registerProxy(app: FastifyInstance, upstream: Config['upstream']): Promise<void> {
+export async function registerProxy(app: FastifyInstance, upstream: NonNullable<Config['upstream']>): Promise<void> {
   await app.register(replyFrom, {
     base: upstream.url.origin,
     disableRequestLogging: true,

@@ -103,6 +103,15 @@ function parseXfcc(value: string): X509Certificate {
   return certificate;
 }
 
+/** nginx's `$ssl_client_escaped_cert`: the PEM, URL-encoded. */
+function parseEscapedPem(value: string): X509Certificate {
+  try {
+    return new X509Certificate(decodeURIComponent(value));
+  } catch {
+    throw new InvalidToken('client_cert_invalid', 'not_a_certificate');
+  }
+}
+
 function single(values: readonly string[] | undefined): string | undefined {
   if (values === undefined || values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidToken('client_cert_invalid', 'several_headers');
@@ -126,7 +135,11 @@ function socketCertificate(socket: PeerConnection): PartnerCertificate {
   return known;
 }
 
-export function partnerCertificates(source: ClientCertSource, material: () => TlsMaterial, now: () => number = Date.now): PartnerCertificates {
+/**
+ * @param gatewaysOnly decision mode: a connection that is not a trusted gateway's is refused,
+ * since the request it asks about is another's and only a gateway may say whose
+ */
+export function partnerCertificates(source: ClientCertSource, material: () => TlsMaterial, now: () => number = Date.now, gatewaysOnly = false): PartnerCertificates {
   if (source.source === 'tls') return { of: (socket) => socketCertificate(socket) };
   const proxyCas = source.trustedProxyCa === undefined ? [] : pemCertificates('PHANTOM_TRUSTED_PROXY_CA', source.trustedProxyCa);
   const trusted = new WeakMap<PeerConnection, boolean>();
@@ -144,11 +157,15 @@ export function partnerCertificates(source: ClientCertSource, material: () => Tl
   return {
     of(socket, { distinct }) {
       // Not an ingress: whatever header it sent is not looked at, its own certificate counts.
-      if (!isTrustedProxy(socket)) return socketCertificate(socket);
-      const value = single(source.format === 'xfcc' ? distinct['x-forwarded-client-cert'] : distinct['client-cert']);
+      if (!isTrustedProxy(socket)) {
+        if (gatewaysOnly) throw new InvalidToken('client_cert_invalid', 'not_a_gateway');
+        return socketCertificate(socket);
+      }
+      const header = source.format === 'xfcc' ? 'x-forwarded-client-cert' : source.format === 'nginx' ? source.header : 'client-cert';
+      const value = single(distinct[header]);
       // The ingress's own certificate is never a partner's.
-      if (value === undefined) throw new InvalidToken('client_cert_invalid', 'missing');
-      const leaf = source.format === 'xfcc' ? parseXfcc(value) : parseByteSequence(value);
+      if (value === undefined || value === '') throw new InvalidToken('client_cert_invalid', 'missing');
+      const leaf = source.format === 'xfcc' ? parseXfcc(value) : source.format === 'nginx' ? parseEscapedPem(value) : parseByteSequence(value);
       const chainHeader = source.format === 'rfc9440' ? single(distinct['client-cert-chain']) : undefined;
       const chain = chainHeader === undefined ? [] : chainHeader.split(',').slice(0, MAX_CHAIN).map(parseByteSequence);
       verifyHeaderCertificate(leaf, chain, material(), now());

@@ -17,12 +17,12 @@ export interface TargetRules {
   basePath: string;
 }
 
-export function targetRules(allowedMethods: readonly string[], publicHosts: readonly string[] | undefined, upstream: URL): TargetRules {
+export function targetRules(allowedMethods: readonly string[], publicHosts: readonly string[] | undefined, upstream: URL | undefined): TargetRules {
   return {
     allowedMethods: new Set(allowedMethods),
     allow: allowedMethods.join(', '),
     publicHosts: publicHosts === undefined ? undefined : new Set(publicHosts),
-    basePath: upstream.pathname.replace(/\/$/, ''),
+    basePath: upstream === undefined ? '' : upstream.pathname.replace(/\/$/, ''),
   };
 }
 

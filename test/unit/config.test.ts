@@ -266,3 +266,18 @@ test('the AS is named by one issuer identifier: PHANTOM_AS_ISSUER and PHANTOM_EX
   const expectedOnly = loadConfig(env({ PHANTOM_EXPECTED_ISSUER: 'https://as.example.com' }));
   assert.equal(expectedOnly.introspection.asIdentifier, expectedOnly.expectedIssuer);
 });
+
+test('decision mode: the partner certificate from a trusted gateway, no upstream, the JWT header named', () => {
+  const decision = { PHANTOM_MODE: 'decision', PHANTOM_UPSTREAM_URL: undefined };
+  assert.equal(configError(decision).variable, 'PHANTOM_CLIENT_CERT_SOURCE');
+  const gateway = { ...decision, PHANTOM_CLIENT_CERT_SOURCE: 'header', PHANTOM_TRUSTED_PROXY_CERT_X5T: 'A'.repeat(43), PHANTOM_CLIENT_CERT_HEADER_FORMAT: 'nginx' };
+  const config = loadConfig(env(gateway));
+  assert.equal(config.mode, 'decision');
+  assert.equal(config.upstream, undefined);
+  assert.deepEqual(config.decision, { jwtHeader: 'authorization' });
+  assert.ok(config.clientCert.source === 'header' && config.clientCert.format === 'nginx' && config.clientCert.header === 'x-ssl-client-cert');
+  assert.equal(configError({ ...gateway, PHANTOM_UPSTREAM_URL: 'http://127.0.0.1:3000' }).variable, 'PHANTOM_UPSTREAM_URL');
+  assert.equal(loadConfig(env({ ...gateway, PHANTOM_DECISION_JWT_HEADER: 'X-Phantom-JWT' })).decision?.jwtHeader, 'x-phantom-jwt');
+  assert.equal(configError({ ...gateway, PHANTOM_DECISION_JWT_HEADER: 'bad header' }).variable, 'PHANTOM_DECISION_JWT_HEADER');
+  assert.equal(configError({ PHANTOM_DECISION_JWT_HEADER: 'x-jwt' }).variable, 'PHANTOM_DECISION_JWT_HEADER');
+});
