@@ -63,6 +63,8 @@ export interface Sidecar {
   policy: PolicySource;
   /** Starts a graceful drain: every response from now on closes its connection. */
   drain(): void;
+  /** The gRPC ext_authz listener, when PHANTOM_EXT_AUTHZ_GRPC_PORT is set. */
+  extAuthz: { port: number } | undefined;
   /** One introspection of a random token, its outcome logged (a start-up check). */
   probe(): Promise<ProbeOutcome>;
 }
@@ -136,7 +138,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     resourceMetadata: config.resource === undefined ? undefined : resourceMetadataUrl(config.resource),
   };
   const replyWithError = errorReplier({ logger, challenges, isLastResponse: (socket) => connections.mustClose(socket), track: (request, reply) => tracker.track(request, reply) });
-  const pipeline = requestPipeline({
+  const pipelineParts = {
     partners,
     forwardClientCert: config.forwardClientCert,
     target,
@@ -146,7 +148,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     maxBodyBytes: config.http.maxBodyBytes,
     limits,
     authorizer,
-  });
+  };
+  const pipeline = requestPipeline(pipelineParts);
   // Built per request, so that a policy reload shows in scopes_supported.
   const resourceDocument = metadataRule === undefined ? undefined : { path: metadataRule.path, document: () => resourceMetadata(config, policy.current.scopes()) };
   const front = {
@@ -164,6 +167,22 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const { app, server } = config.upstream === undefined || slots === undefined
     ? buildDecisionApp({ ...front, jwtHeader: config.decision?.jwtHeader ?? 'authorization' })
     : await buildProxyApp({ ...front, upstream: config.upstream, slots });
+  // Envoy's gRPC ext_authz: loaded only where it is asked for.
+  let extAuthz: { port: number; close(): Promise<void> } | undefined;
+  const grpcPort = config.decision?.grpcPort;
+  if (grpcPort !== undefined && config.clientCert.source === 'header') {
+    const { SOURCE_CERTIFICATE, startExtAuthz } = await import('./http/ext-authz-grpc.ts');
+    const fromCheck = partnerCertificates({ ...config.clientCert, format: 'nginx', header: SOURCE_CERTIFICATE }, () => tls?.material ?? config.tls, now, true);
+    const proxyCa = handshakeOnlyCa(config);
+    extAuthz = await startExtAuthz(config.listen.host, grpcPort, {
+      pipeline: requestPipeline({ ...pipelineParts, partners: fromCheck }),
+      challenges,
+      access,
+      tls: { cert: config.tls.cert, key: config.tls.key, clientCa: proxyCa === undefined ? config.tls.clientCa : `${config.tls.clientCa}\n${proxyCa}` },
+      jwtHeader: config.decision?.jwtHeader ?? 'authorization',
+      logger,
+    });
+  }
   const reloader = new TlsReloader(server, config.tls, logger, {
     onTrustChanged: (generation) => {
       connections.trustChanged(generation);
@@ -178,6 +197,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     reloader.stop();
     policy.stop();
     idle.stop();
+    await extAuthz?.close();
     await introspector.close();
     await as.close();
     await fleet.close();
@@ -194,6 +214,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     tls: reloader,
     limits,
     policy,
+    extAuthz,
     probe: () => probeAuthorizationServer(client, as.ready, logger),
     drain: () => {
       connections.drain();

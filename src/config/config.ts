@@ -119,8 +119,11 @@ export interface Config {
   mode: 'proxy' | 'decision';
   /** The API beside the sidecar; undefined in decision mode (the gateway forwards). */
   upstream: { url: URL; timeoutMs: number; connections: number; queueTimeoutMs: number } | undefined;
-  /** Decision mode: the response header that carries the JWT for the gateway to set upstream. */
-  decision: { jwtHeader: string } | undefined;
+  /**
+   * Decision mode: the response header that carries the JWT for the gateway to set upstream,
+   * and the port of Envoy's gRPC ext_authz (PHANTOM_EXT_AUTHZ_GRPC_PORT; undefined: off).
+   */
+  decision: { jwtHeader: string; grpcPort: number | undefined } | undefined;
   introspection: {
     /** PHANTOM_INTROSPECTION_URL; when absent, the AS's metadata says where. */
     url: URL | undefined;
@@ -567,7 +570,12 @@ export function loadConfig(environment: Env = process.env): Config {
     limits,
     mode,
     upstream,
-    decision: mode === 'decision' ? { jwtHeader: readHeaderName(env, 'PHANTOM_DECISION_JWT_HEADER', 'authorization') } : undefined,
+    decision: mode === 'decision'
+      ? {
+          jwtHeader: readHeaderName(env, 'PHANTOM_DECISION_JWT_HEADER', 'authorization'),
+          grpcPort: env.optional('PHANTOM_EXT_AUTHZ_GRPC_PORT') === undefined ? undefined : env.integer('PHANTOM_EXT_AUTHZ_GRPC_PORT', 0, 0, PORT_MAX),
+        }
+      : undefined,
     introspection,
     cache: {
       maxEntries: env.integer('PHANTOM_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
@@ -601,7 +609,9 @@ export function loadConfig(environment: Env = process.env): Config {
   if (config.mode === 'decision' && config.clientCert.source !== 'header') {
     throw new ConfigError('PHANTOM_CLIENT_CERT_SOURCE', 'must be header with PHANTOM_MODE=decision: the gateway terminates the partner\'s mTLS and passes its certificate');
   }
-  if (config.mode === 'proxy' && env.optional('PHANTOM_DECISION_JWT_HEADER') !== undefined) throw new ConfigError('PHANTOM_DECISION_JWT_HEADER', 'goes with PHANTOM_MODE=decision');
+  for (const variable of ['PHANTOM_DECISION_JWT_HEADER', 'PHANTOM_EXT_AUTHZ_GRPC_PORT']) {
+    if (config.mode === 'proxy' && env.optional(variable) !== undefined) throw new ConfigError(variable, 'goes with PHANTOM_MODE=decision');
+  }
   // A DPoP proof names the URL the client called (htu): only a vouched-for Host can be compared.
   if (config.senderConstraints.dpop && config.http.publicHosts === undefined) {
     throw new ConfigError('PHANTOM_PUBLIC_HOSTS', 'is required when PHANTOM_SENDER_CONSTRAINTS accepts dpop (the proof\'s htu is checked against it)');
