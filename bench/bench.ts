@@ -10,18 +10,22 @@
 //
 // Per window: CPU per request of each proxy (utime+stime from /proc/<pid>/stat over the
 // window, divided by the requests it answered), requests/s, p50/p99 latency, and the ratios;
-// then the median and min-max over the windows. Three passes: keep-alive at full speed (50
+// then the median and min-max over the windows. Four passes: keep-alive at full speed (50
 // connections each), new connections (one request per TLS 1.3 handshake, EC P-256 client
-// certificates), and keep-alive at half the bare proxy's rate for the latency comparison.
+// certificates), keep-alive at half the bare proxy's rate for the latency comparison, and,
+// where nginx is installed, the decision service behind nginx auth_request next to nginx alone.
 //
 // Settings: BENCH_WINDOWS (default 5), BENCH_SECONDS (per window, default 8),
 // BENCH_CONNECTIONS (default 50), BENCH_LOG_LEVEL (the sidecar's, default info: one access
 // line per request, to /dev/null), BENCH_PROFILE_DIR (write a V8 CPU profile of the sidecar).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { X509Certificate, createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API_AUDIENCE, SIDECAR_CLIENT, partnerToken, startTestAuthorizationServer } from '../test/support/as.ts';
-import { makePki } from '../test/support/pki.ts';
+import { issueClientCertificate, makePki, type Pki } from '../test/support/pki.ts';
+import { nginxAvailable, startNginx } from '../test/support/nginx.ts';
 import { freePort } from '../test/support/ports.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -95,11 +99,14 @@ interface Side {
 }
 
 /** One window: both proxies loaded at once, each by its own generator. */
-async function window(pids: { bare: number; sidecar: number }, ports: { bare: number; sidecar: number }, token: string, mode: 'keepalive' | 'connections', load: { connections: number; rate?: number; seconds: number }, tls: Record<string, string>): Promise<{ bare: Side; sidecar: Side }> {
-  const before = { bare: cpuMicros(pids.bare), sidecar: cpuMicros(pids.sidecar) };
+/** The CPU of the processes that answer one side (nginx and the sidecar behind it count together). */
+const cpuOf = (pids: number | readonly number[]): number => (typeof pids === 'number' ? [pids] : pids).reduce((sum, pid) => sum + cpuMicros(pid), 0);
+
+async function window(pids: { bare: number | readonly number[]; sidecar: number | readonly number[] }, ports: { bare: number; sidecar: number }, token: string, mode: 'keepalive' | 'connections', load: { connections: number; rate?: number; seconds: number }, tls: Record<string, string>): Promise<{ bare: Side; sidecar: Side }> {
+  const before = { bare: cpuOf(pids.bare), sidecar: cpuOf(pids.sidecar) };
   const [bare, sidecar] = await Promise.all([generate(ports.bare, token, mode, load, tls), generate(ports.sidecar, token, mode, load, tls)]);
-  const side = (result: LoadResult, pid: number, start: number): Side => ({
-    cpuPerRequest: (cpuMicros(pid) - start) / Math.max(1, result.requests),
+  const side = (result: LoadResult, pid: number | readonly number[], start: number): Side => ({
+    cpuPerRequest: (cpuOf(pid) - start) / Math.max(1, result.requests),
     rps: result.requests / load.seconds,
     p50: result.p50,
     p99: result.p99,
@@ -185,8 +192,66 @@ async function main(): Promise<void> {
   report(`3. cache hit at half the bare proxy's rate (${half.toFixed(0)} req/s each)`, paced, 'µs/req');
   const extra = paced.map((row) => row.sidecar.p99 - row.bare.p99);
   say(`p99 latency sidecar − bare at that rate: median ${median(extra).toFixed(2)} ms (${Math.min(...extra).toFixed(2)} to ${Math.max(...extra).toFixed(2)})`);
+  if (nginxAvailable()) await decisionPath(pki, as.introspectionUrl, upstreamUrl, token, clientTls, report);
+  else say('\n4. decision path: skipped, nginx is not installed');
   say(`\nintrospection calls at the AS during the run: ${as.requests.get('/token/introspection') ?? 0}`);
   await as.stop();
+}
+
+/**
+ * The decision service behind nginx auth_request next to nginx alone: the CPU per request of
+ * nginx plus the sidecar, against nginx's own, both loaded at the same time on core 0.
+ */
+async function decisionPath(pki: Pki, introspectionUrl: string, upstreamUrl: string, token: string, clientTls: Record<string, string>, report: (title: string, rows: { bare: Side; sidecar: Side }[], unit: string) => unknown): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'phantom-bench-gateway-'));
+  const pair = issueClientCertificate(pki, dir, 'bench-gateway', '/O=phantom-sidecar development/CN=bench gateway');
+  const gatewayX5t = createHash('sha256').update(new X509Certificate(readFileSync(pair.cert)).raw).digest('base64url');
+  const sidecarPort = await freePort();
+  const adminPort = await freePort();
+  const decision = pinned('0', [join(root, 'src/main.ts')], {
+    PHANTOM_LISTEN_HOST: '127.0.0.1',
+    PHANTOM_LISTEN_PORT: String(sidecarPort),
+    PHANTOM_ADMIN_HOST: '127.0.0.1',
+    PHANTOM_ADMIN_PORT: String(adminPort),
+    PHANTOM_TLS_CERT: pki.path('server.pem'),
+    PHANTOM_TLS_KEY: pki.path('server.key'),
+    PHANTOM_TLS_CLIENT_CA: pki.path('ca.pem'),
+    PHANTOM_MODE: 'decision',
+    PHANTOM_CLIENT_CERT_SOURCE: 'header',
+    PHANTOM_CLIENT_CERT_HEADER_FORMAT: 'nginx',
+    PHANTOM_TRUSTED_PROXY_CERT_X5T: gatewayX5t,
+    PHANTOM_INTROSPECTION_URL: introspectionUrl,
+    PHANTOM_INTROSPECTION_CLIENT_ID: SIDECAR_CLIENT.clientId,
+    PHANTOM_INTROSPECTION_CLIENT_SECRET: SIDECAR_CLIENT.clientSecret,
+    PHANTOM_INTROSPECTION_CA: pki.path('ca.pem'),
+    PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
+    PHANTOM_REQUIRED_SCOPES: 'accounts',
+    PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
+    PHANTOM_JWT_AUDIENCE: 'https://api.bench',
+    PHANTOM_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    // nginx is one partner to the decision listener: every request comes through it.
+    PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000',
+  }, 'ignore');
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const gateway = { serverCert: pki.path('server.pem'), serverKey: pki.path('server.key'), partnerCa: pki.path('ca.pem'), clientCert: pair.cert, clientKey: pair.key, sidecarPort, upstreamUrl };
+  const pin = hasTaskset ? ['taskset', '-c', '0'] : [];
+  const alone = await startNginx({ ...gateway, alone: true }, pin);
+  const withSidecar = await startNginx(gateway, pin);
+  try {
+    const pids = { bare: alone.pid, sidecar: [withSidecar.pid, decision.pid ?? 0] };
+    const ports = { bare: alone.port, sidecar: withSidecar.port };
+    await window(pids, ports, token, 'keepalive', { connections, seconds: 3 }, clientTls);
+    const rows: { bare: Side; sidecar: Side }[] = [];
+    for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) rows.push(await window(pids, ports, token, 'keepalive', { connections, seconds }, clientTls));
+    report(`4. decision path: nginx + auth_request to the sidecar (CPU of both) next to nginx alone, ${connections} keep-alive connections each ("bare" is nginx alone)`, rows, 'µs/req');
+  } finally {
+    await alone.stop();
+    await withSidecar.stop();
+    decision.kill('SIGTERM');
+  }
 }
 
 try {

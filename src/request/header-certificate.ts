@@ -104,12 +104,15 @@ function pathOf(leaf: X509Certificate, chain: readonly X509Certificate[], materi
 /**
  * The certificate's path to a partner CA through the chain the ingress passed on; throws
  * InvalidToken('client_cert_invalid') naming the first rule it breaks: the path's shape
- * first, then dates, then revocation, as OpenSSL orders them.
+ * first, then dates, then revocation, as OpenSSL orders them. Returns when the path's first
+ * certificate expires (ms since the epoch).
  */
-export function verifyHeaderCertificate(leaf: X509Certificate, chain: readonly X509Certificate[], material: TlsMaterial, nowMs: number): void {
+export function verifyHeaderCertificate(leaf: X509Certificate, chain: readonly X509Certificate[], material: TlsMaterial, nowMs: number): number {
   checkLeaf(leaf);
   const path = pathOf(leaf, chain, material);
   for (let i = 1; i < path.length; i += 1) checkIssuer(path[i] as X509Certificate, i - 1);
   if (!path.every((certificate) => inDate(certificate, nowMs))) refuse('out_of_date');
   for (let i = 0; i < path.length - 1; i += 1) checkRevocation(path[i] as X509Certificate, path[i + 1] as X509Certificate, material);
+  // Until when this verdict holds: the earliest notAfter of the path.
+  return Math.min(...path.map((certificate) => Date.parse(certificate.validTo)));
 }

@@ -6,6 +6,7 @@
 // only as good as the ingress. On any other connection the header is ignored (and never
 // forwarded), so a partner who reaches the sidecar directly cannot speak for another.
 import { X509Certificate, createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { InvalidToken } from '../errors.ts';
 import type { RequestState } from './state.ts';
 import type { ClientCertSource } from '../config/config.ts';
@@ -139,6 +140,21 @@ function socketCertificate(socket: PeerConnection): PartnerCertificate {
  * @param gatewaysOnly decision mode: a connection that is not a trusted gateway's is refused,
  * since the request it asks about is another's and only a gateway may say whose
  */
+// A gateway repeats the same few partner certificates on every request: a verdict is kept per
+// header value for a minute at most (never past the path's expiry), and only under the TLS
+// material it was reached with (a CRL or CA change brings a new material, so a new cache).
+const VERDICT_TTL_MS = 60_000;
+const verdicts = new WeakMap<TlsMaterial, LRUCache<string, { certificate: PartnerCertificate; until: number }>>();
+
+function verifiedOf(material: TlsMaterial): LRUCache<string, { certificate: PartnerCertificate; until: number }> {
+  let cache = verdicts.get(material);
+  if (cache === undefined) {
+    cache = new LRUCache({ max: 10_000 });
+    verdicts.set(material, cache);
+  }
+  return cache;
+}
+
 export function partnerCertificates(source: ClientCertSource, material: () => TlsMaterial, now: () => number = Date.now, gatewaysOnly = false): PartnerCertificates {
   if (source.source === 'tls') return { of: (socket) => socketCertificate(socket) };
   const proxyCas = source.trustedProxyCa === undefined ? [] : pemCertificates('PHANTOM_TRUSTED_PROXY_CA', source.trustedProxyCa);
@@ -165,11 +181,18 @@ export function partnerCertificates(source: ClientCertSource, material: () => Tl
       const value = single(distinct[header]);
       // The ingress's own certificate is never a partner's.
       if (value === undefined || value === '') throw new InvalidToken('client_cert_invalid', 'missing');
-      const leaf = source.format === 'xfcc' ? parseXfcc(value) : source.format === 'nginx' ? parseEscapedPem(value) : parseByteSequence(value);
       const chainHeader = source.format === 'rfc9440' ? single(distinct['client-cert-chain']) : undefined;
+      const inForce = material();
+      const nowMs = now();
+      const cacheKey = chainHeader === undefined ? value : `${value}\n${chainHeader}`;
+      const known = verifiedOf(inForce).get(cacheKey);
+      if (known !== undefined && known.until > nowMs) return known.certificate;
+      const leaf = source.format === 'xfcc' ? parseXfcc(value) : source.format === 'nginx' ? parseEscapedPem(value) : parseByteSequence(value);
       const chain = chainHeader === undefined ? [] : chainHeader.split(',').slice(0, MAX_CHAIN).map(parseByteSequence);
-      verifyHeaderCertificate(leaf, chain, material(), now());
-      return { x5t: certificateThumbprint(leaf.raw), der: () => leaf.raw };
+      const until = verifyHeaderCertificate(leaf, chain, inForce, nowMs);
+      const certificate = { x5t: certificateThumbprint(leaf.raw), der: () => leaf.raw };
+      verifiedOf(inForce).set(cacheKey, { certificate, until: Math.min(until, nowMs + VERDICT_TTL_MS) });
+      return certificate;
     },
   };
 }

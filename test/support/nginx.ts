@@ -15,6 +15,8 @@ export function nginxAvailable(): boolean {
 export const NGINX_MISSING = 'nginx is not installed (Debian package nginx): the gateway tests need it; .ci/run installs it';
 
 export interface GatewaySettings {
+  /** Without the auth_request: nginx alone, as the benchmark's baseline. */
+  alone?: boolean;
   /** PEM paths of the gateway's server certificate and key, the partner CA, and its own client identity. */
   serverCert: string;
   serverKey: string;
@@ -46,6 +48,11 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
+  # Kept-alive mTLS connections to the sidecar: without them every subrequest is a handshake.
+  upstream phantom_sidecar {
+    server 127.0.0.1:${settings.sidecarPort};
+    keepalive 32;
+  }
   server {
     listen 127.0.0.1:${port} ssl;
     ssl_certificate ${settings.serverCert};
@@ -54,16 +61,18 @@ http {
     ssl_verify_client on;
 
     location / {
-      auth_request /_phantom;
+${settings.alone === true ? '' : `      auth_request /_phantom;
       auth_request_set $phantom_jwt $upstream_http_authorization;
       proxy_set_header Authorization $phantom_jwt;
       proxy_set_header DPoP "";
-      proxy_pass ${settings.upstreamUrl};
+`}      proxy_pass ${settings.upstreamUrl};
     }
 
     location = /_phantom {
       internal;
-      proxy_pass https://127.0.0.1:${settings.sidecarPort}/decide;
+      proxy_pass https://phantom_sidecar/decide;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header Host $http_host;
@@ -81,13 +90,15 @@ http {
 `;
 }
 
-export async function startNginx(settings: GatewaySettings): Promise<RunningNginx> {
+/** @param prefix a command to run nginx under (the benchmark pins it with taskset) */
+export async function startNginx(settings: GatewaySettings, prefix: readonly string[] = []): Promise<RunningNginx & { pid: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'phantom-nginx-'));
   for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub));
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(conf, gatewayConfig(settings, dir, port));
-  const child: ChildProcess = spawn('nginx', ['-p', dir, '-c', conf], { stdio: 'ignore' });
+  const [command, ...args] = [...prefix, 'nginx', '-p', dir, '-c', conf];
+  const child: ChildProcess = spawn(command ?? 'nginx', args, { stdio: 'ignore' });
   const errors = (): string => {
     try {
       return readFileSync(join(dir, 'error.log'), 'utf8');
@@ -109,6 +120,7 @@ export async function startNginx(settings: GatewaySettings): Promise<RunningNgin
   }
   return {
     port,
+    pid: child.pid ?? 0,
     errors,
     stop: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null) {
