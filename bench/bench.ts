@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API_AUDIENCE, SIDECAR_CLIENT, partnerToken, startTestAuthorizationServer } from '../test/support/as.ts';
 import { issueClientCertificate, makePki, type Pki } from '../test/support/pki.ts';
-import { nginxAvailable, startNginx } from '../test/support/nginx.ts';
+import { nginxAvailable, startNginx } from '../deploy/nginx/gateway.ts';
 import { freePort } from '../test/support/ports.ts';
 
 const root = new URL('..', import.meta.url).pathname;

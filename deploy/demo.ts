@@ -7,22 +7,35 @@
 // Ports (change any that are taken): AS_PORT 9443, PHANTOM_LISTEN_PORT 8443,
 // PHANTOM_ADMIN_PORT 9090, API_PORT 3000. CERTS_DIR: certs/out.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { X509Certificate, createHash } from 'node:crypto';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
+import { nginxAvailable, startNginx } from './nginx/gateway.ts';
+
 const root = new URL('..', import.meta.url).pathname;
 const once = process.argv.includes('--once');
+// --nginx: also show the decision service behind a real nginx (where nginx is installed).
+const withNginx = process.argv.includes('--nginx');
 const certs = process.env.CERTS_DIR ?? join(root, 'certs/out');
 const work = process.env.DEMO_DIR ?? join(root, '.demo');
 const CACHE_TTL_S = 2;
 
-const ports = {
+const ports: Record<string, number> = {
   AS_PORT: Number(process.env.AS_PORT ?? 9443),
   PHANTOM_LISTEN_PORT: Number(process.env.PHANTOM_LISTEN_PORT ?? 8443),
   PHANTOM_ADMIN_PORT: Number(process.env.PHANTOM_ADMIN_PORT ?? 9090),
   API_PORT: Number(process.env.API_PORT ?? 3000),
+  ...(withNginx
+    ? {
+        NGINX_PORT: Number(process.env.NGINX_PORT ?? 8444),
+        DECISION_PORT: Number(process.env.DECISION_PORT ?? 8445),
+        DECISION_ADMIN_PORT: Number(process.env.DECISION_ADMIN_PORT ?? 9091),
+        GATEWAY_API_PORT: Number(process.env.GATEWAY_API_PORT ?? 3001),
+      }
+    : {}),
 };
 
 const bold = (text: string): string => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
@@ -67,8 +80,10 @@ function start(name: string, script: string, env: Record<string, string>): Child
 }
 
 let stopping = false;
+const stops: Array<() => Promise<void>> = [];
 async function stopAll(code: number): Promise<never> {
   stopping = true;
+  await Promise.all(stops.map((stop) => stop()));
   await Promise.all(children.map((child) => new Promise<void>((resolve) => {
     if (child.exitCode !== null) return resolve();
     child.once('exit', () => resolve());
@@ -146,6 +161,101 @@ function showSidecarLog(): void {
   say(`  (full JSON lines: ${join(work, 'sidecar.log')})`);
 }
 
+/** A client certificate for the gateway, from the development CA: its own identity towards the sidecar. */
+function gatewayIdentity(): { cert: string; key: string; x5t: string } {
+  const key = join(work, 'gateway.key');
+  const csr = join(work, 'gateway.csr');
+  const cert = join(work, 'gateway.pem');
+  const ext = join(work, 'gateway.ext');
+  writeFileSync(ext, 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', '/O=phantom-sidecar development/CN=nginx gateway', '-out', csr], { stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', join(certs, 'ca.pem'), '-CAkey', join(certs, 'ca.key'), '-CAcreateserial', '-CAserial', join(work, 'gateway.srl'), '-days', '2', '-extfile', ext, '-out', cert], { stdio: 'ignore' });
+  return { cert, key, x5t: createHash('sha256').update(new X509Certificate(readFileSync(cert)).raw).digest('base64url') };
+}
+
+/** One HTTPS call as a partner: its certificate, a bearer token, the status that came back. */
+function partnerCall(url: string, partner: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, cert: readFileSync(join(certs, `${partner}.pem`)), key: readFileSync(join(certs, `${partner}.key`)), ca: readFileSync(join(certs, 'ca.pem')) }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.end(options.body);
+  });
+}
+
+/** The decision service behind nginx auth_request: the same checks, the gateway forwards. */
+async function nginxLeg(asUrl: string, clientKeyFile: string): Promise<boolean> {
+  if (!nginxAvailable()) {
+    say(`\n${bold('== nginx front end: skipped, nginx is not installed (Debian package nginx) ==')}`);
+    return true;
+  }
+  say(`\n${bold('== nginx front end: nginx terminates mTLS and asks the sidecar (PHANTOM_MODE=decision) ==')}`);
+  const gateway = gatewayIdentity();
+  start('gateway-api', 'deploy/example-api/server.ts', {
+    API_HOST: '127.0.0.1',
+    API_PORT: String(ports.GATEWAY_API_PORT),
+    API_JWKS_URL: `http://127.0.0.1:${ports.DECISION_ADMIN_PORT}/.well-known/jwks.json`,
+    API_JWT_ISSUER: 'https://phantom-sidecar.local',
+    API_JWT_AUDIENCE: 'https://api.internal',
+    API_JWT_ALG: 'ES256',
+  });
+  start('decision-sidecar', 'src/main.ts', {
+    PHANTOM_MODE: 'decision',
+    PHANTOM_LISTEN_HOST: '127.0.0.1',
+    PHANTOM_LISTEN_PORT: String(ports.DECISION_PORT),
+    PHANTOM_ADMIN_HOST: '127.0.0.1',
+    PHANTOM_ADMIN_PORT: String(ports.DECISION_ADMIN_PORT),
+    PHANTOM_TLS_CERT: join(certs, 'server.pem'),
+    PHANTOM_TLS_KEY: join(certs, 'server.key'),
+    PHANTOM_TLS_CLIENT_CA: join(certs, 'ca.pem'),
+    PHANTOM_CLIENT_CERT_SOURCE: 'header',
+    PHANTOM_CLIENT_CERT_HEADER_FORMAT: 'nginx',
+    PHANTOM_TRUSTED_PROXY_CERT_X5T: gateway.x5t,
+    PHANTOM_AS_ISSUER: asUrl,
+    PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt',
+    PHANTOM_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
+    PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: clientKeyFile,
+    PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
+    PHANTOM_INTROSPECTION_CA: join(certs, 'ca.pem'),
+    PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
+    PHANTOM_REQUIRED_SCOPES: 'accounts',
+    PHANTOM_JWT_ISSUER: 'https://phantom-sidecar.local',
+    PHANTOM_JWT_AUDIENCE: 'https://api.internal',
+  });
+  await waitFor('the decision sidecar', () => httpReady(`http://127.0.0.1:${ports.DECISION_ADMIN_PORT}/readyz`));
+  const nginx = await startNginx({
+    serverCert: join(certs, 'server.pem'),
+    serverKey: join(certs, 'server.key'),
+    partnerCa: join(certs, 'ca.pem'),
+    clientCert: gateway.cert,
+    clientKey: gateway.key,
+    sidecarPort: ports.DECISION_PORT ?? 0,
+    upstreamUrl: `http://127.0.0.1:${ports.GATEWAY_API_PORT}`,
+  }, [], ports.NGINX_PORT);
+  stops.push(() => nginx.stop());
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'partner-a', scope: 'accounts' }).toString();
+  const issued = await partnerCall(`${asUrl}/token`, 'partner-a', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+  const token = (JSON.parse(issued.body || '{}') as { access_token?: string }).access_token ?? '';
+  const gatewayUrl = `https://localhost:${ports.NGINX_PORT}/api/accounts`;
+  const checks: [string, Promise<{ status: number }>, number][] = [
+    ['partner A with its token', partnerCall(gatewayUrl, 'partner-a', { headers: { authorization: `Bearer ${token}` } }), 200],
+    ['partner B replaying A\'s token', partnerCall(gatewayUrl, 'partner-b', { headers: { authorization: `Bearer ${token}` } }), 401],
+    ['partner A without a token', partnerCall(gatewayUrl, 'partner-a'), 401],
+  ];
+  let ok = token !== '';
+  for (const [name, call, expected] of checks) {
+    const { status } = await call;
+    say(`  ${status === expected ? 'ok  ' : 'FAIL'} ${name}: ${status} (expected ${expected})`);
+    ok &&= status === expected;
+  }
+  say(`  gateway https://localhost:${ports.NGINX_PORT} -> decision sidecar https://127.0.0.1:${ports.DECISION_PORT} -> API http://127.0.0.1:${ports.GATEWAY_API_PORT}`);
+  return ok;
+}
+
 async function main(): Promise<void> {
   await checkPorts();
   ensureCertificates();
@@ -210,7 +320,7 @@ async function main(): Promise<void> {
     PHANTOM_JWT_AUDIENCE: 'https://api.internal',
   });
   await waitFor('the sidecar', () => httpReady(`http://127.0.0.1:${ports.PHANTOM_ADMIN_PORT}/readyz`));
-  await waitFor('the example API', async () => portFree(ports.API_PORT).then((free) => !free));
+  await waitFor('the example API', async () => portFree(ports.API_PORT ?? 0).then((free) => !free));
   say(`  authorization server ${asUrl} (development only)`);
   say(`  sidecar (mTLS)       ${sidecarUrl}   admin http://127.0.0.1:${ports.PHANTOM_ADMIN_PORT}`);
   say(`  example API          http://127.0.0.1:${ports.API_PORT} (loopback; reachable only through the sidecar)`);
@@ -224,7 +334,8 @@ async function main(): Promise<void> {
   // The sidecar writes its log in batches, at least once a second.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   showSidecarLog();
-  const failed = partner !== 0 || attacks !== 0 || dpop !== 0;
+  const gatewayOk = withNginx ? await nginxLeg(asUrl, clientKeyFile) : true;
+  const failed = partner !== 0 || attacks !== 0 || dpop !== 0 || !gatewayOk;
   say(`\n${bold(failed ? 'demo: some answers were not the expected ones' : 'demo: the partner flow worked and every attack was refused')}`);
 
   if (once) await stopAll(failed ? 1 : 0);

@@ -11,7 +11,7 @@ import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { RunningAuthorizationServer } from '../../deploy/authorization-server/server.ts';
 import { dpopBoundToken, dpopProof, partnerToken, startTestAuthorizationServer } from '../support/as.ts';
 import { call } from '../support/client.ts';
-import { NGINX_MISSING, nginxAvailable, startNginx, type RunningNginx } from '../support/nginx.ts';
+import { NGINX_MISSING, nginxAvailable, startNginx, type RunningNginx } from '../../deploy/nginx/gateway.ts';
 import { issueClientCertificate, makePki, type Identity, type Pki } from '../support/pki.ts';
 import { accessLineFor, baseEnv, startSidecar, type RunningSidecar } from '../support/sidecar.ts';
 import { startEchoUpstream, type EchoUpstream } from '../support/upstream.ts';

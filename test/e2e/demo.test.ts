@@ -2,7 +2,7 @@
 // and sidecar processes, on free ports, with certificates made for this run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { freePort } from '../support/ports.ts';
@@ -23,9 +23,9 @@ async function demoEnv(): Promise<Record<string, string>> {
   };
 }
 
-function runDemo(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+function runDemo(env: Record<string, string>, flags: readonly string[] = []): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [demo, '--once'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [demo, '--once', ...flags], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -33,8 +33,17 @@ function runDemo(env: Record<string, string>): Promise<{ code: number | null; ou
   });
 }
 
-test('the demo runs the partner flow and refuses every attack, exiting 0', { timeout: 90_000 }, async () => {
-  const { code, output } = await runDemo(await demoEnv());
+test('the demo runs the partner flow and refuses every attack, exiting 0; with --nginx, the same checks behind a real nginx', { timeout: 90_000 }, async () => {
+  const nginx = spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0;
+  const extra: Record<string, string> = nginx ? { NGINX_PORT: String(await freePort()), DECISION_PORT: String(await freePort()), DECISION_ADMIN_PORT: String(await freePort()), GATEWAY_API_PORT: String(await freePort()) } : {};
+  const { code, output } = await runDemo({ ...(await demoEnv()), ...extra }, nginx ? ['--nginx'] : []);
+  if (nginx) {
+    assert.match(output, /ok {3}partner A with its token: 200/);
+    assert.match(output, /ok {3}partner B replaying A's token: 401/);
+    assert.match(output, /ok {3}partner A without a token: 401/);
+  } else if (process.env.CI === 'true') {
+    assert.fail('nginx is not installed: .ci/run installs it');
+  }
   assert.equal(code, 0, output);
   assert.match(output, /partner-client: every answer was the expected one/);
   assert.match(output, /attacks: every answer was the expected one/);

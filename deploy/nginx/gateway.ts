@@ -1,12 +1,22 @@
-// A real nginx (Debian's package) as a bank's gateway in front of the sidecar: it terminates
+// nginx (Debian's package) as a bank's gateway in front of the sidecar in decision mode: it terminates
 // the partner's mTLS and asks the sidecar in decision mode over mTLS with its own client
 // certificate (auth_request), then forwards to the API with the JWT it was given.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:net';
-import { freePort } from './ports.ts';
+import { connect, createServer } from 'node:net';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 export function nginxAvailable(): boolean {
   return spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0;
@@ -91,10 +101,10 @@ ${settings.alone === true ? '' : `      auth_request /_phantom;
 }
 
 /** @param prefix a command to run nginx under (the benchmark pins it with taskset) */
-export async function startNginx(settings: GatewaySettings, prefix: readonly string[] = []): Promise<RunningNginx & { pid: number }> {
+export async function startNginx(settings: GatewaySettings, prefix: readonly string[] = [], listenPort?: number): Promise<RunningNginx & { pid: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'phantom-nginx-'));
   for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub));
-  const port = await freePort();
+  const port = listenPort ?? (await freePort());
   const conf = join(dir, 'nginx.conf');
   writeFileSync(conf, gatewayConfig(settings, dir, port));
   const [command, ...args] = [...prefix, 'nginx', '-p', dir, '-c', conf];
