@@ -165,7 +165,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     connectionRefused: () => metrics.connectionRefused('total'),
   };
   const { app, server } = config.upstream === undefined || slots === undefined
-    ? buildDecisionApp({ ...front, jwtHeader: config.decision?.jwtHeader ?? 'authorization' })
+    ? buildDecisionApp({ ...front, jwtHeader: config.decision?.jwtHeader ?? 'authorization', pathPrefix: config.decision?.pathPrefix ?? '' })
     : await buildProxyApp({ ...front, upstream: config.upstream, slots });
   // Envoy's gRPC ext_authz: loaded only where it is asked for.
   let extAuthz: { port: number; close(): Promise<void> } | undefined;

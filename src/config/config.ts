@@ -123,7 +123,7 @@ export interface Config {
    * Decision mode: the response header that carries the JWT for the gateway to set upstream,
    * and the port of Envoy's gRPC ext_authz (PHANTOM_EXT_AUTHZ_GRPC_PORT; undefined: off).
    */
-  decision: { jwtHeader: string; grpcPort: number | undefined } | undefined;
+  decision: { jwtHeader: string; grpcPort: number | undefined; pathPrefix: string } | undefined;
   introspection: {
     /** PHANTOM_INTROSPECTION_URL; when absent, the AS's metadata says where. */
     url: URL | undefined;
@@ -313,6 +313,13 @@ function readClientCertSource(env: EnvReader): ClientCertSource {
 }
 
 const HEADER_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+/** Envoy's HTTP ext_authz `path_prefix`: taken off the check request's path to give the original one. */
+function readPathPrefix(env: EnvReader): string {
+  const prefix = env.optional('PHANTOM_DECISION_PATH_PREFIX') ?? '';
+  if (prefix !== '' && !/^\/[A-Za-z0-9\-._~/]*[^/]$/.test(prefix)) throw new ConfigError('PHANTOM_DECISION_PATH_PREFIX', 'must be a path like /ext-authz, without a trailing slash');
+  return prefix;
+}
 
 function readHeaderName(env: EnvReader, name: string, fallback: string): string {
   const value = env.optional(name)?.toLowerCase() ?? fallback;
@@ -574,6 +581,7 @@ export function loadConfig(environment: Env = process.env): Config {
       ? {
           jwtHeader: readHeaderName(env, 'PHANTOM_DECISION_JWT_HEADER', 'authorization'),
           grpcPort: env.optional('PHANTOM_EXT_AUTHZ_GRPC_PORT') === undefined ? undefined : env.integer('PHANTOM_EXT_AUTHZ_GRPC_PORT', 0, 0, PORT_MAX),
+          pathPrefix: readPathPrefix(env),
         }
       : undefined,
     introspection,
@@ -609,7 +617,7 @@ export function loadConfig(environment: Env = process.env): Config {
   if (config.mode === 'decision' && config.clientCert.source !== 'header') {
     throw new ConfigError('PHANTOM_CLIENT_CERT_SOURCE', 'must be header with PHANTOM_MODE=decision: the gateway terminates the partner\'s mTLS and passes its certificate');
   }
-  for (const variable of ['PHANTOM_DECISION_JWT_HEADER', 'PHANTOM_EXT_AUTHZ_GRPC_PORT']) {
+  for (const variable of ['PHANTOM_DECISION_JWT_HEADER', 'PHANTOM_EXT_AUTHZ_GRPC_PORT', 'PHANTOM_DECISION_PATH_PREFIX']) {
     if (config.mode === 'proxy' && env.optional(variable) !== undefined) throw new ConfigError(variable, 'goes with PHANTOM_MODE=decision');
   }
   // A DPoP proof names the URL the client called (htu): only a vouched-for Host can be compared.

@@ -40,10 +40,12 @@ export function originalHead(request: FastifyRequest, pathPrefix = ''): RequestH
 export interface DecisionAppParts extends ListenerAppParts {
   /** The header the gateway copies upstream: Authorization carries `Bearer <jwt>`, any other the JWT alone. */
   jwtHeader: string;
+  /** Envoy's `path_prefix`, taken off the check request's path. */
+  pathPrefix: string;
 }
 
 export function buildDecisionApp(parts: DecisionAppParts): { app: FastifyInstance; server: HttpsServer } {
-  const built = buildListenerApp(parts, (request) => originalHead(request));
+  const built = buildListenerApp(parts, (request) => originalHead(request, parts.pathPrefix));
   built.app.all('/*', (request, reply) => {
     const jwt = stateOf(request).upstreamJwt;
     // A gateway that caches a 200 would skip the binding and time checks of the next request.

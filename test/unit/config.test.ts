@@ -274,7 +274,9 @@ test('decision mode: the partner certificate from a trusted gateway, no upstream
   const config = loadConfig(env(gateway));
   assert.equal(config.mode, 'decision');
   assert.equal(config.upstream, undefined);
-  assert.deepEqual(config.decision, { jwtHeader: 'authorization', grpcPort: undefined });
+  assert.deepEqual(config.decision, { jwtHeader: 'authorization', grpcPort: undefined, pathPrefix: '' });
+  assert.equal(loadConfig(env({ ...gateway, PHANTOM_DECISION_PATH_PREFIX: '/ext-authz' })).decision?.pathPrefix, '/ext-authz');
+  assert.equal(configError({ ...gateway, PHANTOM_DECISION_PATH_PREFIX: 'ext-authz/' }).variable, 'PHANTOM_DECISION_PATH_PREFIX');
   assert.ok(config.clientCert.source === 'header' && config.clientCert.format === 'nginx' && config.clientCert.header === 'x-ssl-client-cert');
   assert.equal(configError({ ...gateway, PHANTOM_UPSTREAM_URL: 'http://127.0.0.1:3000' }).variable, 'PHANTOM_UPSTREAM_URL');
   assert.equal(loadConfig(env({ ...gateway, PHANTOM_DECISION_JWT_HEADER: 'X-Phantom-JWT' })).decision?.jwtHeader, 'x-phantom-jwt');
