@@ -61,7 +61,7 @@ http {
   # Kept-alive mTLS connections to the sidecar: without them every subrequest is a handshake.
   upstream phantom_sidecar {
     server 127.0.0.1:${settings.sidecarPort};
-    keepalive 32;
+    keepalive 256;
   }
   server {
     listen 127.0.0.1:${port} ssl;
