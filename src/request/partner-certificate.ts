@@ -104,10 +104,16 @@ function parseXfcc(value: string): X509Certificate {
   return certificate;
 }
 
-/** nginx's `$ssl_client_escaped_cert`: the PEM, URL-encoded. */
+/**
+ * A URL-encoded certificate: nginx's `$ssl_client_escaped_cert` (the PEM), or Traefik's
+ * passTLSClientCert (the base64 DER without the PEM lines, several comma-separated: the first
+ * is the client's).
+ */
 function parseEscapedPem(value: string): X509Certificate {
   try {
-    return new X509Certificate(decodeURIComponent(value));
+    const decoded = decodeURIComponent(value);
+    if (decoded.includes('-----BEGIN CERTIFICATE-----')) return new X509Certificate(decoded);
+    return new X509Certificate(Buffer.from((decoded.split(',')[0] ?? '').replace(/\s+/g, ''), 'base64'));
   } catch {
     throw new InvalidToken('client_cert_invalid', 'not_a_certificate');
   }
