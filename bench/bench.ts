@@ -99,6 +99,38 @@ interface Side {
 }
 
 /** One window: both proxies loaded at once, each by its own generator. */
+/** The sidecar's environment in the bench: listener and admin ports, the test PKI, the AS, the JWT; `extra` on top. */
+function sidecarEnv(pki: Pki, ports: { listen: number; admin: number }, introspectionUrl: string, extra: Record<string, string>): Record<string, string> {
+  return {
+    PHANTOM_LISTEN_HOST: '127.0.0.1',
+    PHANTOM_LISTEN_PORT: String(ports.listen),
+    PHANTOM_ADMIN_HOST: '127.0.0.1',
+    PHANTOM_ADMIN_PORT: String(ports.admin),
+    PHANTOM_TLS_CERT: pki.path('server.pem'),
+    PHANTOM_TLS_KEY: pki.path('server.key'),
+    PHANTOM_TLS_CLIENT_CA: pki.path('ca.pem'),
+    PHANTOM_INTROSPECTION_URL: introspectionUrl,
+    PHANTOM_INTROSPECTION_CLIENT_ID: SIDECAR_CLIENT.clientId,
+    PHANTOM_INTROSPECTION_CLIENT_SECRET: SIDECAR_CLIENT.clientSecret,
+    PHANTOM_INTROSPECTION_CA: pki.path('ca.pem'),
+    PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
+    PHANTOM_REQUIRED_SCOPES: 'accounts',
+    PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
+    PHANTOM_JWT_AUDIENCE: 'https://api.bench',
+    PHANTOM_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    // The per-partner limit would refuse the benchmark's own 50 connections' worth of load.
+    PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000',
+    ...extra,
+  };
+}
+
+async function sidecarReady(adminPort: number): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** The CPU of the processes that answer one side (nginx and the sidecar behind it count together). */
 const cpuOf = (pids: number | readonly number[]): number => (typeof pids === 'number' ? [pids] : pids).reduce((sum, pid) => sum + cpuMicros(pid), 0);
 
@@ -134,31 +166,8 @@ async function main(): Promise<void> {
   const sidecarPort = await freePort();
   const adminPort = await freePort();
   const profile = process.env.BENCH_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR];
-  const sidecar = pinned('0', [...profile, join(root, 'src/main.ts')], {
-    PHANTOM_LISTEN_HOST: '127.0.0.1',
-    PHANTOM_LISTEN_PORT: String(sidecarPort),
-    PHANTOM_ADMIN_HOST: '127.0.0.1',
-    PHANTOM_ADMIN_PORT: String(adminPort),
-    PHANTOM_TLS_CERT: tls.cert,
-    PHANTOM_TLS_KEY: tls.key,
-    PHANTOM_TLS_CLIENT_CA: tls.ca,
-    PHANTOM_UPSTREAM_URL: upstreamUrl,
-    PHANTOM_INTROSPECTION_URL: as.introspectionUrl,
-    PHANTOM_INTROSPECTION_CLIENT_ID: SIDECAR_CLIENT.clientId,
-    PHANTOM_INTROSPECTION_CLIENT_SECRET: SIDECAR_CLIENT.clientSecret,
-    PHANTOM_INTROSPECTION_CA: tls.ca,
-    PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
-    PHANTOM_REQUIRED_SCOPES: 'accounts',
-    PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
-    PHANTOM_JWT_AUDIENCE: 'https://api.bench',
-    PHANTOM_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
-    // The per-partner limit would refuse the benchmark's own 50 connections' worth of load.
-    PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000',
-  }, 'ignore');
-  for (let attempt = 0; attempt < 100; attempt += 1) {
-    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const sidecar = pinned('0', [...profile, join(root, 'src/main.ts')], sidecarEnv(pki, { listen: sidecarPort, admin: adminPort }, as.introspectionUrl, { PHANTOM_UPSTREAM_URL: upstreamUrl }), 'ignore');
+  await sidecarReady(adminPort);
   const token = await partnerToken(as, 'partner-a', pki.partnerA, pki, 'accounts');
   const pids = { bare: bare.pid ?? 0, sidecar: sidecar.pid ?? 0 };
   const ports = { bare: barePort, sidecar: sidecarPort };
@@ -208,34 +217,13 @@ async function decisionPath(pki: Pki, introspectionUrl: string, upstreamUrl: str
   const gatewayX5t = createHash('sha256').update(new X509Certificate(readFileSync(pair.cert)).raw).digest('base64url');
   const sidecarPort = await freePort();
   const adminPort = await freePort();
-  const decision = pinned('0', [join(root, 'src/main.ts')], {
-    PHANTOM_LISTEN_HOST: '127.0.0.1',
-    PHANTOM_LISTEN_PORT: String(sidecarPort),
-    PHANTOM_ADMIN_HOST: '127.0.0.1',
-    PHANTOM_ADMIN_PORT: String(adminPort),
-    PHANTOM_TLS_CERT: pki.path('server.pem'),
-    PHANTOM_TLS_KEY: pki.path('server.key'),
-    PHANTOM_TLS_CLIENT_CA: pki.path('ca.pem'),
+  const decision = pinned('0', [join(root, 'src/main.ts')], sidecarEnv(pki, { listen: sidecarPort, admin: adminPort }, introspectionUrl, {
     PHANTOM_MODE: 'decision',
     PHANTOM_CLIENT_CERT_SOURCE: 'header',
     PHANTOM_CLIENT_CERT_HEADER_FORMAT: 'nginx',
     PHANTOM_TRUSTED_PROXY_CERT_X5T: gatewayX5t,
-    PHANTOM_INTROSPECTION_URL: introspectionUrl,
-    PHANTOM_INTROSPECTION_CLIENT_ID: SIDECAR_CLIENT.clientId,
-    PHANTOM_INTROSPECTION_CLIENT_SECRET: SIDECAR_CLIENT.clientSecret,
-    PHANTOM_INTROSPECTION_CA: pki.path('ca.pem'),
-    PHANTOM_EXPECTED_AUDIENCE: API_AUDIENCE,
-    PHANTOM_REQUIRED_SCOPES: 'accounts',
-    PHANTOM_JWT_ISSUER: 'https://sidecar.bench',
-    PHANTOM_JWT_AUDIENCE: 'https://api.bench',
-    PHANTOM_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
-    // nginx is one partner to the decision listener: every request comes through it.
-    PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000',
-  }, 'ignore');
-  for (let attempt = 0; attempt < 100; attempt += 1) {
-    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  }), 'ignore');
+  await sidecarReady(adminPort);
   const gateway = { serverCert: pki.path('server.pem'), serverKey: pki.path('server.key'), partnerCa: pki.path('ca.pem'), clientCert: pair.cert, clientKey: pair.key, sidecarPort, upstreamUrl };
   const pin = hasTaskset ? ['taskset', '-c', '0'] : [];
   const alone = await startNginx({ ...gateway, alone: true }, pin);

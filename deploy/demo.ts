@@ -161,6 +161,30 @@ function showSidecarLog(): void {
   say(`  (full JSON lines: ${join(work, 'sidecar.log')})`);
 }
 
+/** What both of the demo's sidecars share: the development PKI, FAPI 2.0 towards the AS, the JWT for the API. */
+function sidecarEnv(listen: number, admin: number, asUrl: string, clientKeyFile: string, extra: Record<string, string>): Record<string, string> {
+  return {
+    PHANTOM_LISTEN_HOST: '127.0.0.1',
+    PHANTOM_LISTEN_PORT: String(listen),
+    PHANTOM_ADMIN_HOST: '127.0.0.1',
+    PHANTOM_ADMIN_PORT: String(admin),
+    PHANTOM_TLS_CERT: join(certs, 'server.pem'),
+    PHANTOM_TLS_KEY: join(certs, 'server.key'),
+    PHANTOM_TLS_CLIENT_CA: join(certs, 'ca.pem'),
+    PHANTOM_AS_ISSUER: asUrl,
+    PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt',
+    PHANTOM_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
+    PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: clientKeyFile,
+    PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
+    PHANTOM_INTROSPECTION_CA: join(certs, 'ca.pem'),
+    PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
+    PHANTOM_REQUIRED_SCOPES: 'accounts',
+    PHANTOM_JWT_ISSUER: 'https://phantom-sidecar.local',
+    PHANTOM_JWT_AUDIENCE: 'https://api.internal',
+    ...extra,
+  };
+}
+
 /** A client certificate for the gateway, from the development CA: its own identity towards the sidecar. */
 function gatewayIdentity(): { cert: string; key: string; x5t: string } {
   const key = join(work, 'gateway.key');
@@ -203,29 +227,12 @@ async function nginxLeg(asUrl: string, clientKeyFile: string): Promise<boolean> 
     API_JWT_AUDIENCE: 'https://api.internal',
     API_JWT_ALG: 'ES256',
   });
-  start('decision-sidecar', 'src/main.ts', {
+  start('decision-sidecar', 'src/main.ts', sidecarEnv(ports.DECISION_PORT ?? 0, ports.DECISION_ADMIN_PORT ?? 0, asUrl, clientKeyFile, {
     PHANTOM_MODE: 'decision',
-    PHANTOM_LISTEN_HOST: '127.0.0.1',
-    PHANTOM_LISTEN_PORT: String(ports.DECISION_PORT),
-    PHANTOM_ADMIN_HOST: '127.0.0.1',
-    PHANTOM_ADMIN_PORT: String(ports.DECISION_ADMIN_PORT),
-    PHANTOM_TLS_CERT: join(certs, 'server.pem'),
-    PHANTOM_TLS_KEY: join(certs, 'server.key'),
-    PHANTOM_TLS_CLIENT_CA: join(certs, 'ca.pem'),
     PHANTOM_CLIENT_CERT_SOURCE: 'header',
     PHANTOM_CLIENT_CERT_HEADER_FORMAT: 'nginx',
     PHANTOM_TRUSTED_PROXY_CERT_X5T: gateway.x5t,
-    PHANTOM_AS_ISSUER: asUrl,
-    PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt',
-    PHANTOM_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
-    PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: clientKeyFile,
-    PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
-    PHANTOM_INTROSPECTION_CA: join(certs, 'ca.pem'),
-    PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
-    PHANTOM_REQUIRED_SCOPES: 'accounts',
-    PHANTOM_JWT_ISSUER: 'https://phantom-sidecar.local',
-    PHANTOM_JWT_AUDIENCE: 'https://api.internal',
-  });
+  }));
   await waitFor('the decision sidecar', () => httpReady(`http://127.0.0.1:${ports.DECISION_ADMIN_PORT}/readyz`));
   const nginx = await startNginx({
     serverCert: join(certs, 'server.pem'),
@@ -291,21 +298,8 @@ async function main(): Promise<void> {
     API_JWT_ALG: 'ES256',
   });
   await waitFor('the authorization server', () => httpsReady(`${asUrl}/.well-known/openid-configuration`));
-  start('sidecar', 'src/main.ts', {
-    PHANTOM_LISTEN_HOST: '127.0.0.1',
-    PHANTOM_LISTEN_PORT: String(ports.PHANTOM_LISTEN_PORT),
-    PHANTOM_ADMIN_HOST: '127.0.0.1',
-    PHANTOM_ADMIN_PORT: String(ports.PHANTOM_ADMIN_PORT),
-    PHANTOM_TLS_CERT: join(certs, 'server.pem'),
-    PHANTOM_TLS_KEY: join(certs, 'server.key'),
-    PHANTOM_TLS_CLIENT_CA: join(certs, 'ca.pem'),
+  start('sidecar', 'src/main.ts', sidecarEnv(ports.PHANTOM_LISTEN_PORT ?? 0, ports.PHANTOM_ADMIN_PORT ?? 0, asUrl, clientKeyFile, {
     PHANTOM_UPSTREAM_URL: `http://127.0.0.1:${ports.API_PORT}`,
-    PHANTOM_AS_ISSUER: asUrl,
-    PHANTOM_INTROSPECTION_AUTH: 'private_key_jwt',
-    PHANTOM_INTROSPECTION_CLIENT_ID: 'phantom-sidecar',
-    PHANTOM_INTROSPECTION_CLIENT_KEY_FILE: clientKeyFile,
-    PHANTOM_INTROSPECTION_RESPONSE: 'jwt',
-    PHANTOM_INTROSPECTION_CA: join(certs, 'ca.pem'),
     // Both FAPI 2.0 sender constraints; a DPoP proof's htu names this Host.
     PHANTOM_SENDER_CONSTRAINTS: 'mtls dpop',
     PHANTOM_PUBLIC_HOSTS: `localhost:${ports.PHANTOM_LISTEN_PORT}`,
@@ -313,12 +307,8 @@ async function main(): Promise<void> {
     // Revocation events from the AS (Shared Signals): a revoked token is refused at once.
     PHANTOM_SSF_ISSUER: asUrl,
     PHANTOM_SSF_AUDIENCE: 'https://api.example.com',
-    PHANTOM_EXPECTED_AUDIENCE: 'https://api.example.com',
-    PHANTOM_REQUIRED_SCOPES: 'accounts',
     PHANTOM_CACHE_MAX_TTL_S: String(CACHE_TTL_S),
-    PHANTOM_JWT_ISSUER: 'https://phantom-sidecar.local',
-    PHANTOM_JWT_AUDIENCE: 'https://api.internal',
-  });
+  }));
   await waitFor('the sidecar', () => httpReady(`http://127.0.0.1:${ports.PHANTOM_ADMIN_PORT}/readyz`));
   await waitFor('the example API', async () => portFree(ports.API_PORT ?? 0).then((free) => !free));
   say(`  authorization server ${asUrl} (development only)`);

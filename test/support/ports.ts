@@ -1,13 +1,2 @@
-import { createServer } from 'node:net';
-
-/** A port nothing listens on right now, for a server started as its own process. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+// A port nothing listens on right now, for a server started as its own process.
+export { freePort } from '../../deploy/ports.ts';
