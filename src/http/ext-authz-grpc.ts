@@ -131,7 +131,9 @@ async function decide(check: CheckRequest, connection: PeerConnection, parts: Ex
     if (decided !== true) await decided;
     const headers: Record<string, string> = { 'x-fapi-interaction-id': interactionId };
     if (state.upstreamJwt !== undefined) headers[parts.jwtHeader] = parts.jwtHeader === 'authorization' ? `Bearer ${state.upstreamJwt}` : state.upstreamJwt;
-    return { status: { code: OK }, ok_response: { headers: headerOptions(headers), headers_to_remove: ['dpop'] } };
+    // The opaque token never goes on: replaced by the JWT, or, on an anonymous route, removed.
+    const remove = state.upstreamJwt === undefined && parts.jwtHeader === 'authorization' ? ['dpop', 'authorization'] : ['dpop'];
+    return { status: { code: OK }, ok_response: { headers: headerOptions(headers), headers_to_remove: remove } };
   } catch (thrown) {
     const refusal = asSidecarError(thrown);
     state.reason = refusal.reason;
