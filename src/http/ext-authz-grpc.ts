@@ -65,6 +65,8 @@ export function headOfCheck(check: CheckRequest, connection: PeerConnection): Re
   const headers: Record<string, string> = { ...(http.headers ?? {}) };
   if (typeof http.host === 'string' && http.host !== '') headers.host = http.host;
   const distinct: NodeJS.Dict<string[]> = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), [value]]));
+  // Only Envoy's own attribute may name the partner, never a header of the request.
+  delete distinct[SOURCE_CERTIFICATE];
   const certificate = check.attributes?.source?.certificate;
   if (typeof certificate === 'string' && certificate !== '') distinct[SOURCE_CERTIFICATE] = [certificate];
   return { method: http.method.toUpperCase(), target: http.path, headers, distinct, connection };

@@ -73,9 +73,9 @@ describe('gRPC ext_authz (envoy.service.auth.v3.Authorization/Check)', () => {
       });
     });
   }
-  const httpRequest = (headers: Record<string, string>, certificate: string | undefined = pki.partnerA.cert, path = '/api/accounts') => ({
+  const httpRequest = (headers: Record<string, string>, certificate: string | null = pki.partnerA.cert, path = '/api/accounts') => ({
     attributes: {
-      ...(certificate === undefined ? {} : { source: { certificate: encodeURIComponent(certificate) } }),
+      ...(certificate === null ? {} : { source: { certificate: encodeURIComponent(certificate) } }),
       request: { http: { method: 'GET', path, host: HOST, headers } },
     },
   });
@@ -106,6 +106,12 @@ describe('gRPC ext_authz (envoy.service.auth.v3.Authorization/Check)', () => {
     assert.equal(allowed.status?.code ?? 0, 0);
     const replayedElsewhere = await check(gateway, httpRequest({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', `https://${HOST}/other`, { token }) }));
     assert.equal(replayedElsewhere.status?.code, 16);
+  });
+
+  test('a request header cannot stand in for Envoy\'s certificate attribute', async () => {
+    const response = await check(gateway, httpRequest({ authorization: `Bearer ${tokenA}`, ':source-certificate': encodeURIComponent(pki.partnerA.cert) }, null));
+    assert.equal(response.status?.code, 16);
+    assert.equal(accessLines(sidecar.logs).at(-1)?.detail, 'missing');
   });
 
   test('malformed attributes (no HTTP request): denied 400, never allowed', async () => {
