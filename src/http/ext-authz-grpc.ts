@@ -129,7 +129,7 @@ async function decide(check: CheckRequest, connection: PeerConnection, parts: Ex
   try {
     if (head === undefined) throw asSidecarError({ statusCode: 400, code: 'no_http_request' });
     parts.pipeline.admit(state, head);
-    const decided = parts.pipeline.authorize(state, head, undefined);
+    const decided = parts.pipeline.authorize(state, head.connection, undefined);
     if (decided !== true) await decided;
     const headers: Record<string, string> = { 'x-fapi-interaction-id': interactionId };
     if (state.upstreamJwt !== undefined) headers[parts.jwtHeader] = parts.jwtHeader === 'authorization' ? `Bearer ${state.upstreamJwt}` : state.upstreamJwt;

@@ -89,7 +89,7 @@ export function buildListenerApp(parts: ListenerAppParts, headOf: HeadOf): { app
     done();
   });
   app.addHook('preHandler', (request, _reply, done) => {
-    const decided = pipeline.authorize(stateOf(request), headOf(request), Buffer.isBuffer(request.body) ? request.body : undefined);
+    const decided = pipeline.authorize(stateOf(request), request.raw.socket as TLSSocket, Buffer.isBuffer(request.body) ? request.body : undefined);
     if (decided === true) done();
     else decided.then(() => done(), done);
   });

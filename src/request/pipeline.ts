@@ -40,8 +40,11 @@ export interface PipelineParts {
 
 export interface RequestPipeline {
   admit(state: RequestState, head: RequestHead): void;
-  /** `true` when decided at once (a cached answer with its JWT at hand), else the decision to come. */
-  authorize(state: RequestState, head: RequestHead, formBody: Buffer | undefined): true | Promise<void>;
+  /**
+   * `true` when decided at once (a cached answer with its JWT at hand), else the decision to
+   * come. The head was judged by `admit`; only its connection matters here.
+   */
+  authorize(state: RequestState, connection: PeerConnection, formBody: Buffer | undefined): true | Promise<void>;
 }
 
 export function requestPipeline(parts: PipelineParts): RequestPipeline {
@@ -61,11 +64,11 @@ export function requestPipeline(parts: PipelineParts): RequestPipeline {
       if (state.route?.anonymous === true) return;
       takeCredential(state, extractCredential(head.distinct.authorization, head.distinct.dpop, parts.schemes));
     },
-    authorize(state, head, formBody) {
+    authorize(state, connection, formBody) {
       if (state.route?.anonymous === true) return true;
       if (formBody !== undefined) rejectTokenInForm(formBody);
-      if (parts.authorizer.atOnce(state, head.connection)) return true;
-      return parts.authorizer(state, head.connection);
+      if (parts.authorizer.atOnce(state, connection)) return true;
+      return parts.authorizer(state, connection);
     },
   };
 }

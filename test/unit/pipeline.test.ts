@@ -95,7 +95,7 @@ async function run(pipeline: ReturnType<typeof pipelineFor>['pipeline'], request
   }
   let decided: true | Promise<void>;
   try {
-    decided = pipeline.authorize(state, request, undefined);
+    decided = pipeline.authorize(state, request.connection, undefined);
   } catch (error) {
     return { decided: 'at once', result: reasonOf(error), state };
   }
