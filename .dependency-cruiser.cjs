@@ -1,9 +1,10 @@
 // The house's rules, checked by `npm test` (depcruise): no import circles, and no import from
 // a lower layer back up. From the bottom: leaves (errors, reasons, config/, log, metrics, small
 // helpers) -> request/ and introspection/ (request/ asks introspection/, never the reverse) ->
-// authorization-server/ -> fleet/ -> http/ -> server.ts and admin.ts -> main.ts. src/ never
+// authorization-server/ -> fleet/ -> http/ -> server.ts and admin.ts -> commands/ -> main.ts;
+// webhook/ (the injector) stands on the leaves alone. src/ never
 // imports the tests, the bench or deploy/.
-const LEAVES = '^src/(errors|reasons|constant-time|json|media-type|path|thumbprint|vocabulary|seen-set|log|metrics)\\.ts$|^src/config/';
+const LEAVES = '^src/(errors|reasons|constant-time|json|media-type|path|thumbprint|vocabulary|seen-set|log|metrics|version)\\.ts$|^src/config/';
 const TOP = '^src/(server|admin|main)\\.ts$';
 
 module.exports = {
@@ -16,7 +17,9 @@ module.exports = {
     { name: 'authorization-server-below-fleet', severity: 'error', from: { path: '^src/authorization-server/' }, to: { path: `^src/(request|fleet|http)/|${TOP}` } },
     { name: 'fleet-below-http', severity: 'error', from: { path: '^src/fleet/' }, to: { path: `^src/http/|${TOP}` } },
     { name: 'http-below-wiring', severity: 'error', from: { path: '^src/http/' }, to: { path: `^src/fleet/|${TOP}` } },
-    { name: 'wiring-below-main', severity: 'error', from: { path: '^src/(server|admin)\\.ts$' }, to: { path: '^src/main\\.ts$' } },
+    { name: 'wiring-below-main', severity: 'error', from: { path: '^src/(server|admin)\\.ts$' }, to: { path: '^src/(main\\.ts$|commands/)' } },
+    // The injector is its own small program: it stands on the leaves only.
+    { name: 'webhook-on-leaves', severity: 'error', from: { path: '^src/webhook/' }, to: { path: `^src/(request|introspection|authorization-server|fleet|http|commands)/|${TOP}` } },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

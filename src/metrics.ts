@@ -3,6 +3,7 @@
 // request.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AccessLine } from './log.ts';
+import { VERSION } from './version.ts';
 
 /** What the gauges read at scrape time. */
 export interface MetricSources {
@@ -49,6 +50,8 @@ export class SidecarMetrics {
 
   constructor(sources: MetricSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'phantom_' });
+    // The usual build_info convention: a constant 1 whose labels say what is running.
+    new Gauge({ name: 'phantom_build_info', help: 'The running release: version and Node.js version', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: VERSION, node: process.versions.node }, 1);
     // Counted per request in plain maps, turned into prom-client values only when scraped:
     // label hashing on every request cost more than the rest of the metrics together.
     const requestCounts = this.#requestCounts;

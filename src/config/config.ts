@@ -2,7 +2,7 @@
 // A bad value becomes a ConfigError naming the variable; main.ts prints that one line and
 // exits 2. No message here ever contains a secret's value.
 import type { KeyObject } from 'node:crypto';
-import { ConfigError, EnvReader, readText, refuseUnknownVariables, type Env } from './env.ts';
+import { ConfigError, EnvReader, readText, refuseUnknownVariables, unknownVariables, type Env } from './env.ts';
 
 import { parsePrivateKey, readCertificateFile, readTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.ts';
 import { readPolicyRules, type SenderConstraints } from './policy.ts';
@@ -555,43 +555,66 @@ function readUpstreamToken(env: EnvReader): MintConfig | AsJwtConfig {
 
 const PORT_MAX = 65_535;
 
-export function loadConfig(environment: Env = process.env): Config {
-  refuseUnknownVariables(environment);
-  const env = new EnvReader(environment);
-  const requiredScopes = env.optional('PHANTOM_REQUIRED_SCOPES')?.split(/\s+/) ?? [];
+function readListen(env: EnvReader): Config['listen'] {
+  return { host: env.optional('PHANTOM_LISTEN_HOST') ?? '0.0.0.0', port: env.integer('PHANTOM_LISTEN_PORT', 8443, 0, PORT_MAX) };
+}
+
+function readAdmin(env: EnvReader): Config['admin'] {
+  return { host: env.optional('PHANTOM_ADMIN_HOST') ?? '0.0.0.0', port: env.integer('PHANTOM_ADMIN_PORT', 9090, 0, PORT_MAX) };
+}
+
+function readMode(env: EnvReader): Config['mode'] {
+  return env.oneOf('PHANTOM_MODE', 'proxy', ['proxy', 'decision'] as const);
+}
+
+function readModeUpstream(env: EnvReader): Config['upstream'] {
+  const mode = readMode(env);
+  if (mode === 'decision' && env.optional('PHANTOM_UPSTREAM_URL') !== undefined) throw new ConfigError('PHANTOM_UPSTREAM_URL', 'goes with PHANTOM_MODE=proxy: in decision mode the gateway forwards the request');
+  return mode === 'proxy' ? readUpstream(env) : undefined;
+}
+
+function readDecision(env: EnvReader): Config['decision'] {
+  if (readMode(env) !== 'decision') return undefined;
+  return {
+    jwtHeader: readHeaderName(env, 'PHANTOM_DECISION_JWT_HEADER', 'authorization'),
+    grpcPort: env.optional('PHANTOM_EXT_AUTHZ_GRPC_PORT') === undefined ? undefined : env.integer('PHANTOM_EXT_AUTHZ_GRPC_PORT', 0, 0, PORT_MAX),
+    pathPrefix: readPathPrefix(env),
+  };
+}
+
+function readCache(env: EnvReader): Config['cache'] {
+  return {
+    maxEntries: env.integer('PHANTOM_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
+    maxTtlSeconds: env.integer('PHANTOM_CACHE_MAX_TTL_S', 300, 0, 86_400),
+    negativeTtlSeconds: env.integer('PHANTOM_CACHE_NEGATIVE_TTL_S', 5, 0, 3600),
+    negativeMaxEntries: env.integer('PHANTOM_CACHE_NEGATIVE_MAX_ENTRIES', 1000, 1, 1_000_000),
+    staleIfErrorSeconds: env.integer('PHANTOM_CACHE_STALE_IF_ERROR_S', 0, 0, 3600),
+  };
+}
+
+function readLogLevel(env: EnvReader): LogLevel {
+  return env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+}
+
+/** Every setting read into one object; the rules between settings are checked after. */
+function readConfig(env: EnvReader): Config {
+  // Read in this order so that the first problem reported is the first a newcomer meets.
   const senderConstraints = readSenderConstraints(env);
   const tls = readTls(env);
   const http = readHttp(env);
   const limits = readLimits(env);
-  const mode = env.oneOf('PHANTOM_MODE', 'proxy', ['proxy', 'decision'] as const);
-  const upstream = mode === 'proxy' ? readUpstream(env) : undefined;
-  if (mode === 'decision' && env.optional('PHANTOM_UPSTREAM_URL') !== undefined) throw new ConfigError('PHANTOM_UPSTREAM_URL', 'goes with PHANTOM_MODE=proxy: in decision mode the gateway forwards the request');
+  const upstream = readModeUpstream(env);
   const introspection = readIntrospection(env);
-  const config: Config = {
-    listen: {
-      host: env.optional('PHANTOM_LISTEN_HOST') ?? '0.0.0.0',
-      port: env.integer('PHANTOM_LISTEN_PORT', 8443, 0, PORT_MAX),
-    },
+  return {
+    listen: readListen(env),
     tls,
     http,
     limits,
-    mode,
+    mode: readMode(env),
     upstream,
-    decision: mode === 'decision'
-      ? {
-          jwtHeader: readHeaderName(env, 'PHANTOM_DECISION_JWT_HEADER', 'authorization'),
-          grpcPort: env.optional('PHANTOM_EXT_AUTHZ_GRPC_PORT') === undefined ? undefined : env.integer('PHANTOM_EXT_AUTHZ_GRPC_PORT', 0, 0, PORT_MAX),
-          pathPrefix: readPathPrefix(env),
-        }
-      : undefined,
+    decision: readDecision(env),
     introspection,
-    cache: {
-      maxEntries: env.integer('PHANTOM_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
-      maxTtlSeconds: env.integer('PHANTOM_CACHE_MAX_TTL_S', 300, 0, 86_400),
-      negativeTtlSeconds: env.integer('PHANTOM_CACHE_NEGATIVE_TTL_S', 5, 0, 3600),
-      negativeMaxEntries: env.integer('PHANTOM_CACHE_NEGATIVE_MAX_ENTRIES', 1000, 1, 1_000_000),
-      staleIfErrorSeconds: env.integer('PHANTOM_CACHE_STALE_IF_ERROR_S', 0, 0, 3600),
-    },
+    cache: readCache(env),
     requireBinding: env.boolean('PHANTOM_REQUIRE_BINDING', true),
     senderConstraints,
     dpop: readDpop(env, senderConstraints),
@@ -600,42 +623,107 @@ export function loadConfig(environment: Env = process.env): Config {
     resource: readResource(env),
     fleet: readFleet(env, introspection.ca),
     requireTokenType: env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true),
-    requiredScopes,
+    requiredScopes: env.optional('PHANTOM_REQUIRED_SCOPES')?.split(/\s+/) ?? [],
     policyFile: env.optional('PHANTOM_POLICY_FILE'),
     policyCaseInsensitive: env.boolean('PHANTOM_POLICY_CASE_INSENSITIVE', false),
     expectedIssuer: issuerIdentifier(env, env.optional('PHANTOM_AS_ISSUER')),
     expectedAudience: readExpectedAudience(env),
     upstreamToken: readUpstreamToken(env),
-    admin: {
-      host: env.optional('PHANTOM_ADMIN_HOST') ?? '0.0.0.0',
-      port: env.integer('PHANTOM_ADMIN_PORT', 9090, 0, PORT_MAX),
-    },
-    logLevel: env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    admin: readAdmin(env),
+    logLevel: readLogLevel(env),
     weakened: [],
   };
+}
+
+/** The rules between settings, each problem on its own. */
+function crossProblems(config: Config, env: EnvReader): ConfigError[] {
+  const problems: ConfigError[] = [];
   // The partner's certificate comes from the gateway, never from the decision call's own connection.
   if (config.mode === 'decision' && config.clientCert.source !== 'header') {
-    throw new ConfigError('PHANTOM_CLIENT_CERT_SOURCE', 'must be header with PHANTOM_MODE=decision: the gateway terminates the partner\'s mTLS and passes its certificate');
+    problems.push(new ConfigError('PHANTOM_CLIENT_CERT_SOURCE', 'must be header with PHANTOM_MODE=decision: the gateway terminates the partner\'s mTLS and passes its certificate'));
   }
   for (const variable of ['PHANTOM_DECISION_JWT_HEADER', 'PHANTOM_EXT_AUTHZ_GRPC_PORT', 'PHANTOM_DECISION_PATH_PREFIX']) {
-    if (config.mode === 'proxy' && env.optional(variable) !== undefined) throw new ConfigError(variable, 'goes with PHANTOM_MODE=decision');
+    if (config.mode === 'proxy' && env.optional(variable) !== undefined) problems.push(new ConfigError(variable, 'goes with PHANTOM_MODE=decision'));
   }
   // A DPoP proof names the URL the client called (htu): only a vouched-for Host can be compared.
   if (config.senderConstraints.dpop && config.http.publicHosts === undefined) {
-    throw new ConfigError('PHANTOM_PUBLIC_HOSTS', 'is required when PHANTOM_SENDER_CONSTRAINTS accepts dpop (the proof\'s htu is checked against it)');
+    problems.push(new ConfigError('PHANTOM_PUBLIC_HOSTS', 'is required when PHANTOM_SENDER_CONSTRAINTS accepts dpop (the proof\'s htu is checked against it)'));
   }
   if (config.policyFile !== undefined) {
-    if (config.requiredScopes.length > 0) throw new ConfigError('PHANTOM_REQUIRED_SCOPES', 'goes with no PHANTOM_POLICY_FILE: the policy\'s rules say which scopes each route needs');
+    if (config.requiredScopes.length > 0) problems.push(new ConfigError('PHANTOM_REQUIRED_SCOPES', 'goes with no PHANTOM_POLICY_FILE: the policy\'s rules say which scopes each route needs'));
     // Read and checked now, so a bad policy stops the start with its rule named.
-    readPolicyRules(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [], caseInsensitive: config.policyCaseInsensitive });
+    try {
+      readPolicyRules(config.policyFile, { senderConstraints: config.senderConstraints, requiredScopes: [], caseInsensitive: config.policyCaseInsensitive });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error);
+    }
   }
   if (config.introspection.response === 'jwt' && config.upstreamToken.mode === 'as-jwt') {
-    throw new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt');
+    problems.push(new ConfigError('PHANTOM_INTROSPECTION_RESPONSE', 'jwt does not go with PHANTOM_UPSTREAM_TOKEN=as-jwt'));
   }
   if (config.admin.port !== 0 && config.admin.port === config.listen.port && config.admin.host === config.listen.host) {
-    throw new ConfigError('PHANTOM_ADMIN_PORT', `must differ from PHANTOM_LISTEN_PORT (${config.listen.port})`);
+    problems.push(new ConfigError('PHANTOM_ADMIN_PORT', `must differ from PHANTOM_LISTEN_PORT (${config.listen.port})`));
   }
+  return problems;
+}
+
+/** The configuration the process runs with; the first problem stops it (exit 2, one line). */
+export function loadConfig(environment: Env = process.env): Config {
+  refuseUnknownVariables(environment);
+  const env = new EnvReader(environment);
+  const config = readConfig(env);
+  const [problem] = crossProblems(config, env);
+  if (problem !== undefined) throw problem;
   return Object.freeze({ ...config, weakened: weakenedSettings(config) });
+}
+
+// Each part read on its own by `phantom-sidecar check`, so that one problem does not hide the next.
+const SECTIONS: readonly ((env: EnvReader) => unknown)[] = [
+  readListen,
+  readTls,
+  readHttp,
+  readLimits,
+  readModeUpstream,
+  readDecision,
+  readIntrospection,
+  readCache,
+  (env) => readDpop(env, readSenderConstraints(env)),
+  readClientCertSource,
+  readResource,
+  (env) => readFleet(env, undefined),
+  (env) => issuerIdentifier(env, env.optional('PHANTOM_AS_ISSUER')),
+  readExpectedAudience,
+  readUpstreamToken,
+  readAdmin,
+  readLogLevel,
+  (env) => [env.boolean('PHANTOM_REQUIRE_BINDING', true), env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true), env.boolean('PHANTOM_FORWARD_CLIENT_CERT', false), env.boolean('PHANTOM_POLICY_CASE_INSENSITIVE', false)],
+];
+
+/** Every problem of an environment at once, for an operator fixing a deployment in one go. */
+export function checkConfig(environment: Env = process.env): { config: Config | undefined; problems: ConfigError[] } {
+  const problems = unknownVariables(environment);
+  const env = new EnvReader(environment, problems);
+  const attempt = (read: () => void): void => {
+    try {
+      read();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error);
+    }
+  };
+  for (const section of SECTIONS) attempt(() => section(env));
+  let config: Config | undefined;
+  if (problems.length === 0) {
+    attempt(() => {
+      const read = readConfig(env);
+      problems.push(...crossProblems(read, env));
+      config = Object.freeze({ ...read, weakened: weakenedSettings(read) });
+    });
+  }
+  const seen = new Set<string>();
+  const unique = problems.filter((problem) => !seen.has(problem.message) && seen.add(problem.message));
+  return { config: unique.length === 0 ? config : undefined, problems: unique };
 }
 
 /** Each setting that loosens a default check, named as the operator set it. */

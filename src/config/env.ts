@@ -120,22 +120,42 @@ export const KNOWN_VARIABLES: ReadonlySet<string> = new Set([
   'PHANTOM_ADMIN_HOST',
   'PHANTOM_ADMIN_PORT',
   'PHANTOM_LOG_LEVEL',
+  'PHANTOM_WEBHOOK_HOST',
+  'PHANTOM_WEBHOOK_PORT',
+  'PHANTOM_WEBHOOK_TLS_CERT',
+  'PHANTOM_WEBHOOK_TLS_KEY',
+  'PHANTOM_WEBHOOK_TEMPLATE',
 ]);
+
+/** Each PHANTOM_* variable nobody reads, with the known one it was probably meant to be. */
+export function unknownVariables(env: Env): ConfigError[] {
+  const known = [...KNOWN_VARIABLES];
+  return Object.keys(env)
+    .sort()
+    .filter((name) => name.startsWith('PHANTOM_') && !KNOWN_VARIABLES.has(name))
+    .map((name) => new ConfigError(name, `is not a known setting (did you mean ${closest(name, known)}?)`));
+}
 
 /** A PHANTOM_* variable nobody reads is a typo until proven otherwise: refuse to start. */
 export function refuseUnknownVariables(env: Env): void {
-  const known = [...KNOWN_VARIABLES];
-  for (const name of Object.keys(env).sort()) {
-    if (!name.startsWith('PHANTOM_') || KNOWN_VARIABLES.has(name)) continue;
-    throw new ConfigError(name, `is not a known setting (did you mean ${closest(name, known)}?)`);
-  }
+  const [first] = unknownVariables(env);
+  if (first !== undefined) throw first;
 }
 
 /** Reads the environment through small typed accessors that all fail the same way. */
 export class EnvReader {
   readonly #env: Env;
-  constructor(env: Env) {
+  readonly #problems: ConfigError[] | undefined;
+  /** With `problems`, a bad number, flag or choice is noted there and its default used, so checking goes on. */
+  constructor(env: Env, problems?: ConfigError[]) {
     this.#env = env;
+    this.#problems = problems;
+  }
+
+  #noted<T>(problem: ConfigError, fallback: T): T {
+    if (this.#problems === undefined) throw problem;
+    this.#problems.push(problem);
+    return fallback;
   }
 
   optional(name: string): string | undefined {
@@ -180,9 +200,9 @@ export class EnvReader {
   integer(name: string, fallback: number, min: number, max: number): number {
     const raw = this.optional(name);
     if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+    if (!/^\d+$/.test(raw)) return this.#noted(new ConfigError(name, `must be a whole number, got "${raw}"`), fallback);
     const value = Number(raw);
-    if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+    if (value < min || value > max) return this.#noted(new ConfigError(name, `must be between ${min} and ${max}, got ${value}`), fallback);
     return value;
   }
 
@@ -191,14 +211,14 @@ export class EnvReader {
     if (raw === undefined) return fallback;
     if (raw === 'true' || raw === '1' || raw === 'yes') return true;
     if (raw === 'false' || raw === '0' || raw === 'no') return false;
-    throw new ConfigError(name, `must be true or false, got "${raw}"`);
+    return this.#noted(new ConfigError(name, `must be true or false, got "${raw}"`), fallback);
   }
 
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
     const raw = this.optional(name);
     if (raw === undefined) return fallback;
     const match = allowed.find((candidate) => candidate === raw);
-    if (match === undefined) throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+    if (match === undefined) return this.#noted(new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`), fallback);
     return match;
   }
 
