@@ -3,6 +3,7 @@
 // the API server is its only client. Its certificate (from cert-manager) is read again when
 // renewed, as the sidecar's is.
 import { createServer, type Server } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { WebhookConfig } from '../config/webhook-config.ts';
@@ -87,7 +88,13 @@ export function buildWebhook(config: WebhookConfig, logger: Logger): Webhook {
     {
       paths: [config.tls.certPath, config.tls.keyPath],
       intervalSeconds: config.reloadIntervalSeconds,
-      read: tlsFiles,
+      read: () => {
+        const files = tlsFiles();
+        // A certificate caught half renewed, or a key of another certificate, throws here and
+        // the pair in force stays.
+        createSecureContext(files);
+        return files;
+      },
       changed: (files) => {
         server.setSecureContext({ ...files, minVersion: 'TLSv1.2' });
         logger.info('webhook certificate renewed');
