@@ -3,14 +3,13 @@
 // sidecar's own configuration reader: what a team's values give is a sidecar that starts.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { checkConfig } from '../../src/config/config.ts';
 import { KNOWN_VARIABLES } from '../../src/config/env.ts';
 import { readTemplate } from '../../src/webhook/injection.ts';
-import { byKind, CHART, helmTemplate, root, runTool, strictFieldCheck, validate, type Manifest } from '../support/kube.ts';
+import { byKind, CHART, helmTemplate, root, runTool, strictFieldCheck, validate, withMountedFiles, type Manifest } from '../support/kube.ts';
 import { makePki } from '../support/pki.ts';
 
 const VALUES = readdirSync(join(CHART, 'ci')).filter((file) => file.endsWith('.yaml'));
@@ -186,25 +185,10 @@ describe('what the chart renders', () => {
 
 test('the settings each values file renders are a configuration the sidecar accepts (its own check)', () => {
   const pki = makePki();
-  // The files the Secrets and ConfigMaps would mount, at the same paths under one folder.
-  const mounted = pki.path('mounted');
-  const file = (path: string, content: string | Buffer) => {
-    mkdirSync(join(mounted, path, '..'), { recursive: true });
-    writeFileSync(join(mounted, path), content);
-  };
-  const ecKey = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' });
-  file('etc/phantom/tls/tls.crt', readFileSync(pki.path('server.pem')));
-  file('etc/phantom/tls/tls.key', readFileSync(pki.path('server.key')));
-  for (const ca of ['partner-ca', 'as-ca', 'redis-ca']) file(`etc/phantom/${ca}/ca.crt`, readFileSync(pki.path('ca.pem')));
-  file('var/run/secrets/phantom/client/client.key', ecKey());
-  file('var/run/secrets/phantom/jwt/signing.key', ecKey());
-  file('var/run/secrets/phantom/redis/sealing-key', randomBytes(32).toString('base64'));
-  file('var/run/secrets/phantom/redis/password', 'redis-password');
-  file('var/run/secrets/phantom/ssf/token', randomBytes(32).toString('base64url'));
+  const files = { folder: pki.path('mounted'), serverCert: pki.path('server.pem'), serverKey: pki.path('server.key'), ca: pki.path('ca.pem') };
   for (const values of VALUES) {
     const settings = settingsOf(ok([`ci/${values}`]));
-    const env = Object.fromEntries(Object.entries(settings).map(([name, value]) => [name, value.startsWith('/') ? join(mounted, value) : value]));
-    const { problems } = checkConfig(env);
+    const { problems } = checkConfig(withMountedFiles(settings, files));
     assert.deepEqual(problems.map((problem) => problem.message), [], values);
   }
 });

@@ -4,8 +4,9 @@
 // kubectl (deploy/tools/kube-tools.ts).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Pod, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
@@ -122,4 +123,29 @@ export function byKind(manifests: readonly Manifest[], kind: string, name?: stri
   const found = manifests.find((manifest) => manifest.kind === kind && (name === undefined || manifest.metadata?.name === name));
   assert.ok(found, `no ${kind}${name === undefined ? '' : ` ${name}`} among ${manifests.map((m) => `${m.kind}/${m.metadata?.name}`).join(', ')}`);
   return found;
+}
+
+/**
+ * The environment a container's settings give, its file paths moved under one test folder
+ * where files of the right kind stand in for the mounted Secrets and ConfigMaps: a server
+ * certificate and key, CA bundles, private keys, a sealing key, tokens.
+ */
+export function withMountedFiles(settings: Record<string, string>, files: { folder: string; serverCert: string; serverKey: string; ca: string }): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(settings)) {
+    if (!value.startsWith('/')) {
+      env[name] = value;
+      continue;
+    }
+    const target = join(files.folder, value);
+    mkdirSync(dirname(target), { recursive: true });
+    const base = basename(value);
+    if (base === 'tls.crt' && !/CLIENT_CERT/.test(name)) copyFileSync(files.serverCert, target);
+    else if (base === 'tls.key' && !/CLIENT_CERT/.test(name)) copyFileSync(files.serverKey, target);
+    else if (/\.(crt|pem)$/.test(base)) copyFileSync(files.ca, target);
+    else if (base.endsWith('.key')) writeFileSync(target, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    else writeFileSync(target, randomBytes(32).toString('base64'));
+    env[name] = target;
+  }
+  return env;
 }

@@ -9,55 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
 import { DockerfileParser } from 'dockerfile-ast';
-import { Deployment } from 'kubernetes-models/apps/v1';
-import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
-import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1';
+import { strictFieldCheck, validate, type Manifest } from '../support/kube.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const k8s = join(root, 'deploy/k8s');
-
-interface Manifest {
-  apiVersion: string;
-  kind: string;
-  metadata?: { name?: string };
-  [key: string]: unknown;
-}
-
-// Each kind: its runtime model (schema validation) and its TypeScript interface (strict field
-// names: the JSON schemas of Kubernetes allow unknown fields, so a typo needs the types).
-const models: Record<string, { model: (manifest: Manifest) => { validate(): void }; type: [string, string] }> = {
-  'apps/v1/Deployment': { model: (m) => new Deployment(m as never), type: ['kubernetes-models/apps/v1/Deployment', 'IDeployment'] },
-  'v1/Service': { model: (m) => new Service(m as never), type: ['kubernetes-models/v1/Service', 'IService'] },
-  'v1/ConfigMap': { model: (m) => new ConfigMap(m as never), type: ['kubernetes-models/v1/ConfigMap', 'IConfigMap'] },
-  'v1/Secret': { model: (m) => new Secret(m as never), type: ['kubernetes-models/v1/Secret', 'ISecret'] },
-  'networking.k8s.io/v1/NetworkPolicy': { model: (m) => new NetworkPolicy(m as never), type: ['kubernetes-models/networking.k8s.io/v1/NetworkPolicy', 'INetworkPolicy'] },
-  'cert-manager.io/v1/Certificate': { model: (m) => new Certificate(m as never), type: ['@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate', 'ICertificate'] },
-};
-
-function kindOf(manifest: Manifest) {
-  const kind = models[`${manifest.apiVersion}/${manifest.kind}`];
-  assert.ok(kind, `no schema for ${manifest.apiVersion} ${manifest.kind}`);
-  return kind;
-}
-
-/** Type-checks the manifests as object literals of their interfaces: excess fields fail. */
-function strictFieldCheck(list: Manifest[]): { ok: boolean; output: string } {
-  const dir = mkdtempSync(join(root, '.k8s-typecheck-'));
-  try {
-    const lines = list.map((manifest, index) => {
-      const [module, name] = kindOf(manifest).type;
-      return `import type { ${name} as T${index} } from '${module}';\nexport const m${index}: T${index} = ${JSON.stringify(manifest, null, 2)};`;
-    });
-    const file = join(dir, 'manifests.ts');
-    writeFileSync(file, `${lines.join('\n')}\n`);
-    const tsc = join(root, 'node_modules/typescript/bin/tsc');
-    const result = spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', file], { encoding: 'utf8' });
-    return { ok: result.status === 0, output: `${result.stdout}${result.stderr}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 function manifests(): { file: string; manifest: Manifest }[] {
   return readdirSync(k8s)
@@ -68,10 +23,6 @@ function manifests(): { file: string; manifest: Manifest }[] {
         return { file, manifest: document.toJS() as Manifest };
       }),
     );
-}
-
-function validate(manifest: Manifest): void {
-  kindOf(manifest).model(manifest).validate();
 }
 
 const deployment = (): Manifest => manifests().find(({ manifest }) => manifest.kind === 'Deployment')!.manifest;
@@ -134,8 +85,12 @@ test('the pod: restricted security, limits, the API on loopback, the sidecar its
   assert.equal(env(api).API_HOST, '127.0.0.1');
   assert.equal(api.ports, undefined);
   assert.equal(env(sidecar).PHANTOM_UPSTREAM_URL, 'http://127.0.0.1:3000');
-  assert.ok(env(sidecar).PHANTOM_INTROSPECTION_CLIENT_SECRET_FILE);
-  assert.equal(env(sidecar).PHANTOM_INTROSPECTION_CLIENT_SECRET, undefined, 'the secret comes from a mounted Secret');
+  // FAPI 2.0 towards the AS: private_key_jwt with a mounted key, discovery, signed answers.
+  assert.equal(env(sidecar).PHANTOM_INTROSPECTION_AUTH, 'private_key_jwt');
+  assert.ok(env(sidecar).PHANTOM_INTROSPECTION_CLIENT_KEY_FILE);
+  assert.equal(env(sidecar).PHANTOM_INTROSPECTION_CLIENT_KEY, undefined, 'the key comes from a mounted Secret');
+  assert.ok(env(sidecar).PHANTOM_AS_ISSUER);
+  assert.equal(env(sidecar).PHANTOM_INTROSPECTION_RESPONSE, 'jwt');
   assert.deepEqual(sidecar.livenessProbe?.httpGet, { path: '/healthz', port: 'admin' });
   assert.deepEqual(sidecar.readinessProbe?.httpGet, { path: '/readyz', port: 'admin' });
   const service = manifests().find(({ manifest }) => manifest.kind === 'Service')!.manifest as unknown as { spec: { ports: { targetPort: string }[] } };
@@ -214,17 +169,12 @@ test('the image\'s build output runs: `npm run build` emits dist/main.js that st
 
 const fleetComponent = join(k8s, 'components/fleet');
 
-test('the fleet component: a Component listing its files, a valid PodDisruptionBudget and egress policy, a patch of the sidecar', async () => {
+test('the fleet component: a Component listing its files, valid objects, a patch of the sidecar', async () => {
   const component = parse(readFileSync(join(fleetComponent, 'kustomization.yaml'), 'utf8')) as { kind: string; resources: string[]; patches: { path: string }[] };
   assert.equal(component.kind, 'Component');
   const files = readdirSync(fleetComponent).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml' && !file.endsWith('.example.yaml'));
   assert.deepEqual([...component.resources, ...component.patches.map((patch) => patch.path)].sort(), files.sort());
-  const { PodDisruptionBudget } = await import('kubernetes-models/policy/v1');
-  for (const resource of component.resources) {
-    const manifest = parse(readFileSync(join(fleetComponent, resource), 'utf8')) as Manifest;
-    const model = manifest.kind === 'PodDisruptionBudget' ? new PodDisruptionBudget(manifest as never) : kindOf(manifest).model(manifest);
-    model.validate();
-  }
+  for (const resource of component.resources) validate(parse(readFileSync(join(fleetComponent, resource), 'utf8')) as Manifest);
   const patch = parse(readFileSync(join(fleetComponent, 'deployment-patch.yaml'), 'utf8')) as { spec: { template: { spec: { initContainers: Container[] } } } };
   const sidecar = patch.spec.template.spec.initContainers.find((c) => c.name === 'phantom-sidecar')!;
   const names = (sidecar.env ?? []).map((e) => e.name);
@@ -232,6 +182,7 @@ test('the fleet component: a Component listing its files, a valid PodDisruptionB
   for (const name of names) assert.ok(KNOWN_VARIABLES.has(name), `${name} is not a setting of the sidecar`);
   assert.ok(names.includes('PHANTOM_REDIS_URL') && names.includes('PHANTOM_REDIS_PASSWORD_FILE') && !names.includes('PHANTOM_REDIS_PASSWORD'));
   assert.ok(names.includes('PHANTOM_REDIS_KEY_FILE') && !names.includes('PHANTOM_REDIS_KEY'), 'the sealing key comes from the Secret, never inline');
+  assert.ok(names.includes('PHANTOM_SSF_AUTH_TOKEN_FILE'), 'the transmitter\'s pushes carry a bearer token');
 });
 
 test('every PHANTOM_ variable in the base and the component is one the sidecar knows', async () => {
