@@ -48,7 +48,8 @@ const port = Number(env('AS_PORT', '9443'));
 const running = await startAuthorizationServer({
   host: env('AS_HOST', '127.0.0.1'),
   port,
-  issuer: process.env.AS_ISSUER,
+  // As this file's header says: the name the development certificate carries and .env.example uses.
+  issuer: process.env.AS_ISSUER ?? `https://localhost:${port}`,
   tls: {
     cert: readFileSync(env('AS_TLS_CERT', `${certs}as.pem`), 'utf8'),
     key: readFileSync(env('AS_TLS_KEY', `${certs}as.key`), 'utf8'),
