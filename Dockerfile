@@ -23,6 +23,8 @@ WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root package.json ./
+# The operator's command on the PATH: kubectl exec … -- phantom-sidecar check
+RUN printf '#!/bin/sh\nexec node /app/dist/main.js "$@"\n' > /usr/local/bin/phantom-sidecar && chmod 0755 /usr/local/bin/phantom-sidecar
 # The image's unprivileged user (uid 1000); the files above stay root-owned and read-only to it.
 USER node
 EXPOSE 8443 9090
