@@ -4,7 +4,7 @@
 // authorization-server/ -> fleet/ -> http/ -> server.ts and admin.ts -> commands/ -> main.ts;
 // webhook/ (the injector) stands on the leaves alone. src/ never
 // imports the tests, the bench or deploy/.
-const LEAVES = '^src/(errors|reasons|constant-time|json|media-type|path|thumbprint|vocabulary|seen-set|log|metrics|version)\\.ts$|^src/config/';
+const LEAVES = '^src/(errors|reasons|constant-time|json|media-type|path|thumbprint|vocabulary|seen-set|log|metrics|version)\\.ts$|^src/config/|^src/tracing/seam\\.ts$';
 const TOP = '^src/(server|admin|main)\\.ts$';
 
 module.exports = {
@@ -18,6 +18,8 @@ module.exports = {
     { name: 'fleet-below-http', severity: 'error', from: { path: '^src/fleet/' }, to: { path: `^src/http/|${TOP}` } },
     { name: 'http-below-wiring', severity: 'error', from: { path: '^src/http/' }, to: { path: `^src/fleet/|${TOP}` } },
     { name: 'wiring-below-main', severity: 'error', from: { path: '^src/(server|admin)\\.ts$' }, to: { path: '^src/(main\\.ts$|commands/)' } },
+    // The OpenTelemetry SDK is the wiring's to load (dynamically), nobody else's.
+    { name: 'sdk-only-from-wiring', severity: 'error', from: { pathNot: '^src/server\\.ts$' }, to: { path: '^src/tracing/otel\\.ts$' } },
     // The injector is its own small program: it stands on the leaves only.
     { name: 'webhook-on-leaves', severity: 'error', from: { path: '^src/webhook/' }, to: { path: `^src/(request|introspection|authorization-server|fleet|http|commands)/|${TOP}` } },
   ],

@@ -21,9 +21,10 @@ const REDACT_PATHS = [
   'key',
 ];
 
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+export function createLogger(level: LogLevel, destination?: pino.DestinationStream, time: 'epoch' | 'iso' = 'epoch'): Logger {
   const options: pino.LoggerOptions = {
     level,
+    ...(time === 'iso' ? { timestamp: pino.stdTimeFunctions.isoTime } : {}),
     base: { service: 'phantom-sidecar' },
     // pino's default epoch-millisecond `time`: cheaper than an ISO string on every line.
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
@@ -58,6 +59,20 @@ export interface AccessLine {
   /** The route policy's rule, and whether it let the request through without a token. */
   rule: string | undefined;
   anonymous: boolean;
+  /** Where the connection came from, as the sidecar's socket sees it. */
+  clientAddress?: string | undefined;
+  clientPort?: number | undefined;
+  /** The partner certificate (beside x5t): subject and issuer as RFC 4514 strings, serial in hex. */
+  certSubject?: string | undefined;
+  certIssuer?: string | undefined;
+  certSerial?: string | undefined;
+  tlsVersion?: string | undefined;
+  /** At most 256 characters, as the client sent it. */
+  userAgent?: string | undefined;
+  /** The API's own answer, apart from the sidecar's: its status and the time to its response head. */
+  upstreamStatus?: number | undefined;
+  upstreamMs?: number | undefined;
+  traceId?: string | undefined;
 }
 
 // A refused target is logged as received (a security analyst wants it) but not without end.
@@ -79,14 +94,17 @@ const INFO = 30;
  * string in pino's format: pino's generic path (redaction, serialisers, a walk over an object
  * made per request) would cost time on every request for nothing.
  */
-export function accessWriter(logger: Logger): (line: AccessLine) => void {
+export function accessWriter(logger: Logger, time: 'epoch' | 'iso' = 'epoch'): (line: AccessLine) => void {
   const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
   if (stream === undefined || logger.levelVal > INFO) return () => {};
+  if (time === 'iso') return (line) => stream.write(accessLineText(line, `"${new Date().toISOString()}"`));
   return (line) => stream.write(accessLineText(line, Date.now()));
 }
 
+const str = (value: string): string => JSON.stringify(value);
+
 /** One access line as pino would write it: same fields, same order, undefined ones left out. */
-export function accessLineText(line: AccessLine, time: number): string {
+export function accessLineText(line: AccessLine, time: number | string): string {
   let text = `{"level":"info","time":${time},"service":"phantom-sidecar","interaction_id":${JSON.stringify(line.interactionId)},"method":${JSON.stringify(line.method)},"path":${JSON.stringify(line.path)},"status":${line.status},"duration_ms":${Math.round(line.durationMs * 100) / 100}`;
   if (line.clientId !== undefined) text += `,"client_id":${JSON.stringify(line.clientId)}`;
   if (line.sub !== undefined) text += `,"sub":${JSON.stringify(line.sub)}`;
@@ -96,6 +114,16 @@ export function accessLineText(line: AccessLine, time: number): string {
   if (line.detail !== undefined) text += `,"detail":${JSON.stringify(line.detail)}`;
   if (line.rule !== undefined) text += `,"rule":${JSON.stringify(line.rule)}`;
   if (line.anonymous) text += ',"anonymous":true';
+  if (line.upstreamStatus !== undefined) text += `,"upstream_status":${line.upstreamStatus}`;
+  if (line.upstreamMs !== undefined) text += `,"upstream_ms":${Math.round(line.upstreamMs * 100) / 100}`;
+  if (line.clientAddress !== undefined) text += `,"client_address":${str(line.clientAddress)}`;
+  if (line.clientPort !== undefined) text += `,"client_port":${line.clientPort}`;
+  if (line.tlsVersion !== undefined) text += `,"tls_version":${str(line.tlsVersion)}`;
+  if (line.certSubject !== undefined) text += `,"cert_subject":${str(line.certSubject)}`;
+  if (line.certIssuer !== undefined) text += `,"cert_issuer":${str(line.certIssuer)}`;
+  if (line.certSerial !== undefined) text += `,"cert_serial":${str(line.certSerial)}`;
+  if (line.userAgent !== undefined) text += `,"user_agent":${str(line.userAgent)}`;
+  if (line.traceId !== undefined) text += `,"trace_id":${str(line.traceId)}`;
   return `${text},"msg":"request"}\n`;
 }
 

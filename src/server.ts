@@ -72,11 +72,13 @@ export interface Sidecar {
 export async function buildSidecar(config: Config, parts: SidecarParts): Promise<Sidecar> {
   const { logger } = parts;
   const now = parts.now ?? Date.now;
+  // The OpenTelemetry SDK is loaded only when an OTLP endpoint is configured.
+  const tracing = config.tracing === undefined ? undefined : await (await import('./tracing/otel.ts')).startTracing(config.tracing);
   const as = connectAuthorizationServer(config, logger);
-  const client = parts.introspector ?? new IntrospectionClient(config.introspection, as);
+  const client = parts.introspector ?? new IntrospectionClient(config.introspection, as, tracing);
   const introspector = new IntrospectionCapacity(client, config.limits.maxConcurrentIntrospections);
   const tokens = parts.tokens ?? (await createUpstreamTokenSource(config.upstreamToken));
-  const fleet = buildFleet(config, logger);
+  const fleet = buildFleet(config, logger, tracing);
   const cache = new IntrospectionCache(introspector, config.cache, now, fleet.level, fleet.level !== undefined || fleet.ssf !== undefined);
   const limits = new PartnerLimits(config.limits, now, config.introspection.timeoutMs);
   const dpop = config.senderConstraints.dpop ? dpopVerifier(config.dpop, fleet.replay, now) : undefined;
@@ -86,6 +88,7 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     tokens,
     limits,
     now,
+    spans: tracing,
     rules: {
       requireBinding: config.requireBinding,
       expectedIssuer: config.expectedIssuer,
@@ -123,12 +126,12 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     crlNextUpdateMs: config.tls.paths.crl.length === 0 ? undefined : () => (tls?.material ?? config.tls).crlNextUpdateMs,
     now,
   });
-  const access = new AccessRecorder(logger, metrics);
+  const access = new AccessRecorder(logger, metrics, config.logTime);
   introspector.observe = (seconds, outcome) => metrics.introspected(seconds, outcome);
   const trouble = new AsTroubleReporter(logger, (reason) => metrics.asFailed(reason), now);
   introspector.failed = (error) => trouble.failed(error);
   fleet.attach(cache, (seconds) => metrics.revocationApplied(seconds), (kind) => metrics.redisValueRejected(kind));
-  const tracker = new RequestTracker(access);
+  const tracker = new RequestTracker(access, tracing);
   const idle = new IdleDrain(config.http.keepAliveTimeoutMs, (socket) => tracker.isServing(socket));
   const schemes = acceptedSchemes(config);
   const challenges: ChallengeContext = {
@@ -201,6 +204,8 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
     await introspector.close();
     await as.close();
     await fleet.close();
+    // Spans still batched go out before the process ends.
+    await tracing?.close();
   });
   return {
     app,

@@ -46,9 +46,9 @@ export function catalogueFrom(readme: string): { title: string; settings: Settin
       groups.push({ title: heading[1]!, settings: [] });
       continue;
     }
-    if (!line.startsWith('| `PHANTOM_')) continue;
+    if (!line.startsWith('| `PHANTOM_') && !line.startsWith('| `OTEL_')) continue;
     const [names, fallback, meaning] = cells(line);
-    groups.at(-1)!.settings.push({ names: [...names!.matchAll(/`(PHANTOM_[A-Z0-9_]+)`/g)].map((match) => match[1]!), fallback: plain(fallback!), summary: summary(meaning!) });
+    groups.at(-1)!.settings.push({ names: [...names!.matchAll(/`((?:PHANTOM|OTEL)_[A-Z0-9_]+)`/g)].map((match) => match[1]!), fallback: plain(fallback!), summary: summary(meaning!) });
   }
   return groups.filter((group) => group.settings.length > 0);
 }

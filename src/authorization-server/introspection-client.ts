@@ -11,6 +11,7 @@ import { mediaType } from '../media-type.ts';
 import { malformed, type Introspection, type Introspector } from '../introspection/answer.ts';
 import type { AnswerFormat } from './answer-format.ts';
 import type { ClientAuthentication } from './client-auth.ts';
+import { inSpan, type Spans } from '../tracing/seam.ts';
 
 // An answer of more than this is not an introspection response.
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -61,11 +62,13 @@ interface PoolFor {
 export class IntrospectionClient implements Introspector {
   readonly #settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>;
   readonly #parts: IntrospectionParts;
+  readonly #spans: Spans | undefined;
   #current: PoolFor | undefined;
 
-  constructor(settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>, parts: IntrospectionParts) {
+  constructor(settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>, parts: IntrospectionParts, spans?: Spans) {
     this.#settings = settings;
     this.#parts = parts;
+    this.#spans = spans;
   }
 
   /** The pool for this origin and client certificate; a new one when either changed. */
@@ -110,9 +113,25 @@ export class IntrospectionClient implements Introspector {
     }
   }
 
-  async introspect(token: string): Promise<Introspection> {
+  introspect(token: string): Promise<Introspection> {
     const endpoint = this.#parts.endpoint();
-    if (endpoint === undefined) throw new AuthorizationServerUnavailable('as_unreachable', 'no_metadata');
+    if (endpoint === undefined) return Promise.reject(new AuthorizationServerUnavailable('as_unreachable', 'no_metadata'));
+    if (this.#spans === undefined) return this.#introspectAt(endpoint, token);
+    // The AS's latency and outcome; the endpoint's origin and path, never the form sent.
+    const attributes = { 'server.address': endpoint.hostname, 'server.port': Number(endpoint.port || 443), 'url.full': `${endpoint.origin}${endpoint.pathname}` };
+    return inSpan(this.#spans, 'introspection', 'client', attributes, async (notes) => {
+      try {
+        const answer = await this.#introspectAt(endpoint, token);
+        notes.set('phantom.introspection.active', answer.active);
+        return answer;
+      } catch (error) {
+        notes.failed(error instanceof AuthorizationServerUnavailable ? error.reason : 'as_unreachable');
+        throw error;
+      }
+    });
+  }
+
+  async #introspectAt(endpoint: URL, token: string): Promise<Introspection> {
     // One deadline over the whole exchange, so a trickling body cannot outlast it.
     const { status, contentType, text } = await this.#exchange(endpoint, token, AbortSignal.timeout(this.#settings.timeoutMs));
     if (status === 401 || status === 403) {

@@ -14,7 +14,8 @@ import { EXIT_PROBLEM } from './exit.ts';
 const REDACTED = '[redacted]';
 
 function isSecret(name: string): boolean {
-  return KNOWN_VARIABLES.has(`${name}_FILE`);
+  // The collector's headers carry its API key.
+  return KNOWN_VARIABLES.has(`${name}_FILE`) || name === 'OTEL_EXPORTER_OTLP_HEADERS';
 }
 
 /** A URL's user and password, should one be there, never printed. */

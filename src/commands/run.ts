@@ -25,7 +25,7 @@ function listenFailure(error: unknown, variable: string, host: string, port: num
 
 export async function run(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, undefined, config.logTime);
   let listening = false;
   let stopping = false;
   for (const setting of config.weakened) logger.warn({ setting }, 'a check is loosened by configuration');

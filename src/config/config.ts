@@ -81,6 +81,17 @@ export interface AsJwtConfig {
   mode: 'as-jwt';
 }
 
+export interface TracingConfig {
+  /** The OTLP/HTTP traces URL (…/v1/traces). */
+  endpoint: string;
+  protocol: 'http/protobuf' | 'http/json';
+  headers: Record<string, string>;
+  serviceName: string;
+  sampler: { name: 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio'; ratio: number };
+  timeoutMs: number;
+  scheduledDelayMs: number;
+}
+
 export interface Config {
   listen: { host: string; port: number };
   tls: TlsMaterial & {
@@ -166,6 +177,10 @@ export interface Config {
   upstreamToken: MintConfig | AsJwtConfig;
   admin: { host: string; port: number };
   logLevel: LogLevel;
+  /** `epoch`: pino's milliseconds; `iso`: ISO 8601 in UTC, as a SIEM wants it. */
+  logTime: 'epoch' | 'iso';
+  /** OpenTelemetry tracing, when an OTLP endpoint is configured. */
+  tracing: TracingConfig | undefined;
   /** Settings that turn a check off or loosen it, as set: logged as a warning at start-up. */
   weakened: readonly string[];
 }
@@ -592,6 +607,52 @@ function readCache(env: EnvReader): Config['cache'] {
   };
 }
 
+const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+
+/** OTEL_EXPORTER_OTLP_HEADERS: `key=value` pairs, comma-separated, values URL-encoded (the OTel spec). */
+function readOtlpHeaders(env: EnvReader): Record<string, string> {
+  const raw = env.optional('OTEL_EXPORTER_OTLP_HEADERS');
+  const headers: Record<string, string> = {};
+  if (raw === undefined) return headers;
+  for (const pair of raw.split(',')) {
+    const at = pair.indexOf('=');
+    const name = pair.slice(0, at).trim().toLowerCase();
+    // The value may be an API key: never quoted in the message.
+    if (at < 1 || !/^[a-z0-9-]+$/.test(name)) throw new ConfigError('OTEL_EXPORTER_OTLP_HEADERS', 'must be name=value pairs separated by commas');
+    try {
+      headers[name] = decodeURIComponent(pair.slice(at + 1).trim());
+    } catch {
+      throw new ConfigError('OTEL_EXPORTER_OTLP_HEADERS', `the value of ${name} is not URL-encoded`);
+    }
+  }
+  return headers;
+}
+
+/** Tracing is on when an OTLP endpoint is set (and OTEL_SDK_DISABLED is not true). */
+function readTracing(env: EnvReader): TracingConfig | undefined {
+  const signal = env.optional('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  const base = env.optional('OTEL_EXPORTER_OTLP_ENDPOINT');
+  if ((signal === undefined && base === undefined) || env.boolean('OTEL_SDK_DISABLED', false)) return undefined;
+  const name = signal === undefined ? 'OTEL_EXPORTER_OTLP_ENDPOINT' : 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT';
+  const url = env.url(name, ['http:', 'https:']);
+  // The spec: the signal variable is used as is; the base one gets /v1/traces appended.
+  const endpoint = signal === undefined ? `${url.href.replace(/\/$/, '')}/v1/traces` : url.href;
+  const protocol = env.oneOf('OTEL_EXPORTER_OTLP_PROTOCOL', 'http/protobuf', ['http/protobuf', 'http/json'] as const);
+  const samplerName = env.oneOf('OTEL_TRACES_SAMPLER', 'parentbased_always_on', SAMPLERS);
+  const rawRatio = env.optional('OTEL_TRACES_SAMPLER_ARG');
+  const ratio = rawRatio === undefined ? 1 : Number(rawRatio);
+  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', `must be a number from 0 to 1, got "${rawRatio}"`);
+  return {
+    endpoint,
+    protocol,
+    headers: readOtlpHeaders(env),
+    serviceName: env.optional('OTEL_SERVICE_NAME') ?? 'phantom-sidecar',
+    sampler: { name: samplerName, ratio },
+    timeoutMs: 10_000,
+    scheduledDelayMs: 1000,
+  };
+}
+
 function readLogLevel(env: EnvReader): LogLevel {
   return env.oneOf<LogLevel>('PHANTOM_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 }
@@ -631,6 +692,8 @@ function readConfig(env: EnvReader): Config {
     upstreamToken: readUpstreamToken(env),
     admin: readAdmin(env),
     logLevel: readLogLevel(env),
+    logTime: env.oneOf('PHANTOM_LOG_TIME', 'epoch', ['epoch', 'iso'] as const),
+    tracing: readTracing(env),
     weakened: [],
   };
 }
@@ -697,6 +760,8 @@ const SECTIONS: readonly ((env: EnvReader) => unknown)[] = [
   readUpstreamToken,
   readAdmin,
   readLogLevel,
+  readTracing,
+  (env) => env.oneOf('PHANTOM_LOG_TIME', 'epoch', ['epoch', 'iso'] as const),
   (env) => [env.boolean('PHANTOM_REQUIRE_BINDING', true), env.boolean('PHANTOM_REQUIRE_TOKEN_TYPE', true), env.boolean('PHANTOM_FORWARD_CLIENT_CERT', false), env.boolean('PHANTOM_POLICY_CASE_INSENSITIVE', false)],
 ];
 

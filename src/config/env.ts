@@ -16,7 +16,7 @@ export class ConfigError extends Error {
 export type Env = Readonly<Record<string, string | undefined>>;
 
 
-/** Every PHANTOM_* variable the sidecar reads. A `_FILE` form is known where a secret allows it. */
+/** Every variable the sidecar reads (PHANTOM_*, and the OTEL_* it honours). A `_FILE` form is known where a secret allows it. */
 export const KNOWN_VARIABLES: ReadonlySet<string> = new Set([
   'PHANTOM_LISTEN_HOST',
   'PHANTOM_LISTEN_PORT',
@@ -120,6 +120,16 @@ export const KNOWN_VARIABLES: ReadonlySet<string> = new Set([
   'PHANTOM_ADMIN_HOST',
   'PHANTOM_ADMIN_PORT',
   'PHANTOM_LOG_LEVEL',
+  'PHANTOM_LOG_TIME',
+  // OpenTelemetry's standard variables, as far as the sidecar reads them.
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_HEADERS',
+  'OTEL_EXPORTER_OTLP_PROTOCOL',
+  'OTEL_SERVICE_NAME',
+  'OTEL_TRACES_SAMPLER',
+  'OTEL_TRACES_SAMPLER_ARG',
+  'OTEL_SDK_DISABLED',
   'PHANTOM_WEBHOOK_HOST',
   'PHANTOM_WEBHOOK_PORT',
   'PHANTOM_WEBHOOK_TLS_CERT',

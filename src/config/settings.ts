@@ -128,6 +128,19 @@ export const SETTINGS_GROUPS: readonly SettingsGroup[] = [
     ],
   },
   {
+    title: "Tracing and the access line",
+    settings: [
+      {"names":["OTEL_EXPORTER_OTLP_ENDPOINT"],"fallback":"none (tracing off)","summary":"the collector's OTLP/HTTP base URL (/v1/traces is appended)"},
+      {"names":["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"],"fallback":"none","summary":"the traces URL itself, used as is"},
+      {"names":["OTEL_EXPORTER_OTLP_PROTOCOL"],"fallback":"http/protobuf","summary":"or http/json (gRPC is not offered)"},
+      {"names":["OTEL_EXPORTER_OTLP_HEADERS"],"fallback":"none","summary":"name=value pairs, comma-separated, values URL-encoded (the collector's API key)"},
+      {"names":["OTEL_SERVICE_NAME"],"fallback":"phantom-sidecar","summary":"the spans' service.name (OTEL_RESOURCE_ATTRIBUTES adds more)"},
+      {"names":["OTEL_TRACES_SAMPLER","OTEL_TRACES_SAMPLER_ARG"],"fallback":"parentbased_always_on, 1","summary":"always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or …"},
+      {"names":["OTEL_SDK_DISABLED"],"fallback":"false","summary":"true turns tracing off whatever else is set"},
+      {"names":["PHANTOM_LOG_TIME"],"fallback":"epoch","summary":"epoch: pino's milliseconds"},
+    ],
+  },
+  {
     title: "The injector",
     settings: [
       {"names":["PHANTOM_WEBHOOK_HOST","PHANTOM_WEBHOOK_PORT"],"fallback":"0.0.0.0, 9443","summary":"the HTTPS listener the API server calls (POST /mutate, GET /healthz)"},

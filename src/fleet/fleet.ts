@@ -9,6 +9,7 @@ import { memoryReplayStore, type ReplayStore } from '../request/dpop.ts';
 import { FleetUnavailable } from '../errors.ts';
 import { RedisFleet, type RejectedKind } from './redis-fleet.ts';
 import { SsfReceiver, memoryJtiLedger, type JtiLedger } from './ssf-receiver.ts';
+import type { Spans } from '../tracing/seam.ts';
 
 export interface Fleet {
   level: FleetLevel | undefined;
@@ -48,8 +49,8 @@ class FleetReplayStore implements ReplayStore {
   }
 }
 
-export function buildFleet(config: Config, logger: Logger): Fleet {
-  const redis = config.fleet.redis === undefined ? undefined : new RedisFleet(config.fleet.redis, logger);
+export function buildFleet(config: Config, logger: Logger, spans?: Spans): Fleet {
+  const redis = config.fleet.redis === undefined ? undefined : new RedisFleet(config.fleet.redis, logger, spans);
   let cache: IntrospectionCache | undefined;
   const ledger: JtiLedger = redis === undefined
     ? memoryJtiLedger()

@@ -12,6 +12,7 @@ import type { FleetConfig } from '../config/config.ts';
 import { LogThrottle } from '../log.ts';
 import { parseClaims, type Introspection } from '../introspection/answer.ts';
 import { Sealer } from './sealing.ts';
+import { inSpan, type Spans } from '../tracing/seam.ts';
 import { tokenKeyOf } from '../introspection/subjects.ts';
 
 const PREFIX = 'phantom:v2:';
@@ -58,6 +59,7 @@ function isTimeout(error: unknown): boolean {
 
 export class RedisFleet {
   readonly #client: Redis;
+  readonly #spans: Spans | undefined;
   readonly #subscriber: Redis;
   readonly #logger: Logger;
   readonly #sealer: Sealer;
@@ -74,7 +76,8 @@ export class RedisFleet {
   readonly #revocationListeners: Array<(subjects: string[], publishedAt: number) => void> = [];
   readonly #rejectedListeners: Array<(kind: RejectedKind) => void> = [];
 
-  constructor(settings: NonNullable<FleetConfig['redis']>, logger: Logger) {
+  constructor(settings: NonNullable<FleetConfig['redis']>, logger: Logger, spans?: Spans) {
+    this.#spans = spans;
     this.#logger = logger;
     this.#sealer = new Sealer(settings.key, settings.previousKey);
     const options = {
@@ -137,9 +140,9 @@ export class RedisFleet {
   }
 
   /** Runs one command, counting timeouts in a row: past a few, Redis is away. */
-  async #command<T>(run: () => Promise<T>): Promise<T> {
+  async #command<T>(run: () => Promise<T>, operation: string): Promise<T> {
     try {
-      const result = await run();
+      const result = await inSpan(this.#spans, 'redis', 'client', { 'db.system.name': 'redis', 'db.operation.name': operation }, run);
       this.#timeoutsInARow = 0;
       return result;
     } catch (error) {
@@ -208,7 +211,7 @@ export class RedisFleet {
     const name = `${PREFIX}answer:${key}`;
     let text: string | null;
     try {
-      text = await this.#command(() => this.#client.get(name));
+      text = await this.#command(() => this.#client.get(name), 'GET');
     } catch {
       return undefined;
     }
@@ -234,14 +237,14 @@ export class RedisFleet {
       const index = `${PREFIX}subject:${this.#sealer.subjectNames(subject)[0] ?? ''}`;
       pipeline.sadd(index, key).pexpire(index, ttlMs, 'GT').pexpire(index, ttlMs, 'NX');
     }
-    await this.#command(() => pipeline.exec()).catch(() => undefined);
+    await this.#command(() => pipeline.exec(), 'MULTI set').catch(() => undefined);
   }
 
   /** A short lock: the one pod that gets it introspects, the others wait for its answer. */
   async lock(key: string, ttlMs: number): Promise<boolean> {
     if (!this.connected) return true;
     try {
-      return (await this.#command(() => this.#client.set(`${PREFIX}lock:${key}`, '1', 'PX', ttlMs, 'NX'))) === 'OK';
+      return (await this.#command(() => this.#client.set(`${PREFIX}lock:${key}`, '1', 'PX', ttlMs, 'NX'), 'SET NX lock')) === 'OK';
     } catch {
       return true;
     }
@@ -249,7 +252,7 @@ export class RedisFleet {
 
   async unlock(key: string): Promise<void> {
     if (!this.connected) return;
-    await this.#command(() => this.#client.del(`${PREFIX}lock:${key}`)).catch(() => undefined);
+    await this.#command(() => this.#client.del(`${PREFIX}lock:${key}`), 'DEL lock').catch(() => undefined);
   }
 
   /** The answer another pod is fetching, polled until it appears or `waitMs` passes. */
@@ -289,30 +292,30 @@ export class RedisFleet {
       for (const name of this.#sealer.subjectNames(subject)) {
         const index = `${PREFIX}subject:${name}`;
         indexes.push(index);
-        for (const key of await this.#command(() => this.#client.smembers(index))) keys.add(key);
+        for (const key of await this.#command(() => this.#client.smembers(index), 'SMEMBERS')) keys.add(key);
       }
     }
     const pipeline = this.#client.multi();
     for (const key of keys) pipeline.del(`${PREFIX}answer:${key}`);
     for (const index of indexes) pipeline.del(index);
     pipeline.publish(REVOCATIONS, this.#sealer.seal('revocation', REVOCATIONS, JSON.stringify({ subjects, at: Date.now() })));
-    const results = await this.#command(() => pipeline.exec());
+    const results = await this.#command(() => pipeline.exec(), 'MULTI revoke');
     if (results === null || results.some(([error]) => error !== null)) throw new Error('redis refused the revocation');
   }
 
   /** Atomic set-if-absent: true the first time `key` is seen within `ttlMs`, across the fleet. Throws when Redis cannot say. */
   async firstSeen(key: string, ttlMs: number): Promise<boolean> {
     if (!this.connected) throw new Error('redis unavailable');
-    return (await this.#command(() => this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs, 'NX'))) === 'OK';
+    return (await this.#command(() => this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs, 'NX'), 'SET NX seen')) === 'OK';
   }
 
   /** The Shared Signals jti ledger on the fleet, so a SET replayed at another pod is refused too. */
   async hasSeen(key: string): Promise<boolean> {
-    return (await this.#command(() => this.#client.exists(`${PREFIX}seen:${key}`))) === 1;
+    return (await this.#command(() => this.#client.exists(`${PREFIX}seen:${key}`), 'EXISTS seen')) === 1;
   }
 
   async markSeen(key: string, ttlMs: number): Promise<void> {
-    await this.#command(() => this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs));
+    await this.#command(() => this.#client.set(`${PREFIX}seen:${key}`, '1', 'PX', ttlMs), 'SET seen');
   }
 
   async close(): Promise<void> {

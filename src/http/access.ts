@@ -1,5 +1,8 @@
 // The access line and the request metrics of every request, written once its response is
 // over: sent, refused, or cut off by the client or a timeout.
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { accessWriter, pathOnly, type AccessLine } from '../log.ts';
 import type { SidecarMetrics } from '../metrics.ts';
@@ -12,8 +15,8 @@ export class AccessRecorder {
   readonly #write: (line: AccessLine) => void;
   readonly #metrics: SidecarMetrics;
 
-  constructor(logger: Logger, metrics: SidecarMetrics) {
-    this.#write = accessWriter(logger);
+  constructor(logger: Logger, metrics: SidecarMetrics, time: 'epoch' | 'iso' = 'epoch') {
+    this.#write = accessWriter(logger, time);
     this.#metrics = metrics;
   }
 
@@ -29,6 +32,41 @@ export interface Exchange {
   rawUrl: string;
   /** The status sent, or undefined when no response head went out. */
   sentStatus: number | undefined;
+  socket?: TLSSocket | undefined;
+  userAgent?: string | undefined;
+}
+
+const MAX_USER_AGENT = 256;
+
+/** The client's User-Agent, cut to a length a log line can afford. */
+export function boundedUserAgent(value: string | undefined): string | undefined {
+  return value === undefined || value.length <= MAX_USER_AGENT ? value : `${value.slice(0, MAX_USER_AGENT)}...`;
+}
+
+interface CertificateFacts {
+  subject: string;
+  issuer: string;
+  serial: string;
+}
+
+// Parsed once per certificate (by its x5t), not per request; bounded like every per-partner map.
+const facts = new LRUCache<string, CertificateFacts>({ max: 1024 });
+
+/** RFC 4514 order and separators from Node's one-attribute-per-line form. */
+function distinguishedName(multiline: string): string {
+  return multiline.split('\n').filter(Boolean).reverse().join(',');
+}
+
+function certificateFacts(x5t: string | undefined, der: (() => Buffer | undefined) | undefined): CertificateFacts | undefined {
+  if (x5t === undefined || der === undefined) return undefined;
+  const known = facts.get(x5t);
+  if (known !== undefined) return known;
+  const bytes = der();
+  if (bytes === undefined) return undefined;
+  const certificate = new X509Certificate(bytes);
+  const found = { subject: distinguishedName(certificate.subject), issuer: distinguishedName(certificate.issuer), serial: certificate.serialNumber.toLowerCase() };
+  facts.set(x5t, found);
+  return found;
 }
 
 export function accessLineOf(exchange: Exchange, state: RequestState): AccessLine {
@@ -46,5 +84,17 @@ export function accessLineOf(exchange: Exchange, state: RequestState): AccessLin
     detail: state.detail,
     rule: state.route?.name,
     anonymous: state.route?.anonymous === true,
+    clientAddress: exchange.socket?.remoteAddress,
+    clientPort: exchange.socket?.remotePort,
+    ...certificateLine(certificateFacts(state.x5t, state.partnerDer)),
+    tlsVersion: exchange.socket?.getProtocol?.() ?? undefined,
+    userAgent: boundedUserAgent(exchange.userAgent),
+    upstreamStatus: state.upstreamStatus,
+    upstreamMs: state.upstreamMs,
+    traceId: state.trace?.traceId,
   };
+}
+
+function certificateLine(found: CertificateFacts | undefined): Pick<AccessLine, 'certSubject' | 'certIssuer' | 'certSerial'> {
+  return { certSubject: found?.subject, certIssuer: found?.issuer, certSerial: found?.serial };
 }

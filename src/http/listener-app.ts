@@ -89,7 +89,11 @@ export function buildListenerApp(parts: ListenerAppParts, headOf: HeadOf): { app
     done();
   });
   app.addHook('preHandler', (request, _reply, done) => {
-    const decided = pipeline.authorize(stateOf(request), request.raw.socket as TLSSocket, Buffer.isBuffer(request.body) ? request.body : undefined);
+    const state = stateOf(request);
+    const body = Buffer.isBuffer(request.body) ? request.body : undefined;
+    const authorize = () => pipeline.authorize(state, request.raw.socket as TLSSocket, body);
+    // With tracing, the stages below (cache, Redis, the AS, the JWT) find the request's span.
+    const decided = state.trace === undefined ? authorize() : state.trace.within(authorize);
     if (decided === true) done();
     else decided.then(() => done(), done);
   });

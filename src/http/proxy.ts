@@ -83,6 +83,8 @@ export interface SidecarHeaders {
   /** The verified partner certificate's DER, with PHANTOM_FORWARD_CLIENT_CERT. */
   clientCertificate?: Buffer | undefined;
   forwardCookies: boolean;
+  /** W3C Trace Context of the sidecar's upstream span, when tracing is on (else the client's passes). */
+  traceContext?: { traceparent: string; tracestate?: string } | undefined;
 }
 
 /** The client's headers as the API may see them, with the sidecar's own set on top. */
@@ -100,6 +102,11 @@ export function upstreamRequestHeaders(clientHeaders: IncomingHttpHeaders, own: 
   if (own.checkedHost !== undefined) headers['x-forwarded-host'] = own.checkedHost;
   // RFC 9440 §2: the certificate the sidecar verified, as a byte sequence; never a client's copy.
   if (own.clientCertificate !== undefined) headers['client-cert'] = `:${own.clientCertificate.toString('base64')}:`;
+  if (own.traceContext !== undefined) {
+    headers.traceparent = own.traceContext.traceparent;
+    if (own.traceContext.tracestate === undefined) delete headers.tracestate;
+    else headers.tracestate = own.traceContext.tracestate;
+  }
   return headers;
 }
 
@@ -248,15 +255,29 @@ export interface ProxySettings {
 // Built once: the hooks read everything per request from the request itself.
 export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
   return {
-    rewriteRequestHeaders: (request, headers) =>
-      upstreamRequestHeaders(headers, {
-        jwt: stateOf(request).upstreamJwt,
+    rewriteRequestHeaders: (request, headers) => {
+      const state = stateOf(request);
+      state.upstreamStartedAt = performance.now();
+      state.upstreamSpan = state.trace?.upstream({ 'http.request.method': request.method, 'url.path': state.upstreamPath });
+      return upstreamRequestHeaders(headers, {
+        jwt: state.upstreamJwt,
         interactionId: request.id,
         clientIp: request.ip,
-        checkedHost: stateOf(request).checkedHost,
-        clientCertificate: stateOf(request).partnerCertificate?.(),
+        checkedHost: state.checkedHost,
+        clientCertificate: state.partnerCertificate?.(),
         forwardCookies: settings.forwardCookies,
-      }),
+        traceContext: state.upstreamSpan?.headers,
+      });
+    },
+    // The API's own status and latency (to its response head), apart from the sidecar's.
+    onResponse: (request, reply, response) => {
+      const state = stateOf(request);
+      state.upstreamStatus = response.statusCode;
+      if (state.upstreamStartedAt !== undefined) state.upstreamMs = performance.now() - state.upstreamStartedAt;
+      state.upstreamSpan?.end(response.statusCode);
+      state.upstreamSpan = undefined;
+      reply.send(response.stream);
+    },
     rewriteHeaders: (headers, request) => {
       const own = clientResponseHeaders(headers);
       // Decided as the response leaves, so that a trust change during the request counts.
@@ -266,6 +287,9 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
     // No retries: a request that reached the API once must not be replayed by the sidecar.
     retryDelay: () => null,
     onError: (reply, { error }) => {
+      const state = stateOf(reply.request);
+      state.upstreamSpan?.end(undefined, (error as Error).name);
+      state.upstreamSpan = undefined;
       reply.send(upstreamFailure(error as ReplyFromError, reply.request.body));
     },
   };

@@ -5,9 +5,28 @@ import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RequestRejected, asSidecarError, type SidecarError } from '../errors.ts';
 import { endRequest, newRequestState, type RequestState } from '../request/state.ts';
-import { accessLineOf, type AccessRecorder } from './access.ts';
+import { accessLineOf, boundedUserAgent, type AccessRecorder } from './access.ts';
+import { pathOnly } from '../log.ts';
 import { writeRawRefusal } from './raw-refusal.ts';
 import { stateOf } from './request-state-of.ts';
+import type { Tracing } from '../tracing/seam.ts';
+import type { TLSSocket } from 'node:tls';
+
+/** OpenTelemetry's HTTP server attributes of a request, as it arrived (the path without its query). */
+function requestAttributes(request: FastifyRequest): Record<string, string | number | undefined> {
+  const socket = request.raw.socket as TLSSocket;
+  return {
+    'http.request.method': request.method,
+    'url.scheme': 'https',
+    'url.path': pathOnly(request.raw.url ?? ''),
+    'server.address': request.host.split(':')[0],
+    'network.protocol.version': request.raw.httpVersion,
+    'client.address': socket.remoteAddress,
+    'client.port': socket.remotePort,
+    'tls.protocol.version': socket.getProtocol?.() ?? undefined,
+    'user_agent.original': boundedUserAgent(request.headers['user-agent']),
+  };
+}
 
 /** Errors Node raises on a connection before Fastify has a request: the client's, never ours. */
 function clientErrorOf(error: NodeJS.ErrnoException): SidecarError {
@@ -20,8 +39,11 @@ export class RequestTracker {
   // The request each connection is serving, for a deadline Node reports on the socket.
   readonly #serving = new WeakMap<Duplex, RequestState>();
 
-  constructor(access: AccessRecorder) {
+  readonly #tracing: Tracing | undefined;
+
+  constructor(access: AccessRecorder, tracing?: Tracing) {
     this.#access = access;
+    this.#tracing = tracing;
   }
 
   /** Watches the request's response; idempotent, so any hook (or an early error) may call it. */
@@ -31,11 +53,18 @@ export class RequestTracker {
     state.tracked = true;
     const socket = request.raw.socket;
     this.#serving.set(socket, state);
+    if (this.#tracing !== undefined) state.trace = this.#tracing.startRequest(request.raw.headers, requestAttributes(request));
     reply.raw.once('close', () => {
       if (this.#serving.get(socket) === state) this.#serving.delete(socket);
       endRequest(state);
       const sentStatus = reply.raw.headersSent ? reply.raw.statusCode : undefined;
-      this.#access.record(accessLineOf({ interactionId: request.id, method: request.method, rawUrl: request.raw.url ?? '', sentStatus }, state));
+      const line = accessLineOf({ interactionId: request.id, method: request.method, rawUrl: request.raw.url ?? '', sentStatus, socket: socket as TLSSocket, userAgent: request.headers['user-agent'] }, state);
+      state.upstreamSpan?.end(undefined, 'client_closed_request');
+      state.trace?.end(
+        { 'http.response.status_code': line.status, 'http.route': line.rule, 'phantom.refusal_reason': line.reason, 'phantom.cache_outcome': line.cache, 'phantom.partner.x5t_s256': line.x5t, 'phantom.client_id': line.clientId, 'url.path': line.path },
+        line.status >= 500 ? (line.reason ?? 'server_error') : undefined,
+      );
+      this.#access.record(line);
     });
   }
 

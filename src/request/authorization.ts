@@ -11,6 +11,7 @@ import type { IntrospectionCache } from '../introspection/cache.ts';
 import type { Introspection } from '../introspection/answer.ts';
 import type { PartnerLimits } from './partner-limits.ts';
 import type { UpstreamTokenSource } from '../introspection/upstream-token.ts';
+import { inSpan, type Spans } from '../tracing/seam.ts';
 
 export type AuthorizationRules = ClaimRules & Pick<Config, 'requireBinding'>;
 
@@ -31,6 +32,8 @@ export interface AuthorizerParts {
   rules: AuthorizationRules;
   /** Present where DPoP is accepted. */
   dpop: DpopVerifier | undefined;
+  /** Child spans of the request's, when tracing is on. */
+  spans?: Spans | undefined;
   now?: () => number;
 }
 
@@ -57,7 +60,7 @@ function checkAnswer(introspection: Introspection, state: RequestState, dpopJkt:
  * not know takes one of the partner's introspection slots; a token or proof that proves
  * invalid costs it one failure of its budget.
  */
-export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, now = Date.now }: AuthorizerParts): RequestAuthorizer {
+export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, spans, now = Date.now }: AuthorizerParts): RequestAuthorizer {
   const atOnce = (state: RequestState, connection?: object): boolean => {
     // A DPoP proof needs its (possibly remote) jti store: never decided synchronously.
     if (state.token === undefined || state.scheme === 'DPoP' || state.dpopProof !== undefined) return false;
@@ -68,6 +71,10 @@ export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, no
     // The same checks as the asynchronous path, in the same order; an inactive answer refuses.
     if (entry.introspection.active && jwt === undefined) return false;
     state.cache = 'hit';
+    if (spans !== undefined) {
+      const at = now();
+      spans.record('cache lookup', at, at, { 'phantom.cache.level': 'memory', 'phantom.cache.outcome': 'hit' });
+    }
     checkAnswer(entry.introspection, state, undefined, rules, nowSeconds);
     state.upstreamJwt = jwt;
     return true;
@@ -89,7 +96,14 @@ export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, no
         throw error;
       }
     }
-    const { entry, outcome, ticket } = await cache.lookup(state.token, connection, () => limits.admitIntrospection(partner));
+    const token = state.token;
+    const { entry, outcome, ticket } = await inSpan(spans, 'cache lookup', 'internal', {}, async (notes) => {
+      const found = await cache.lookup(token, connection, () => limits.admitIntrospection(partner));
+      notes.set('phantom.cache.outcome', found.outcome);
+      // Where the answer came from: this pod's memory, the fleet's Redis, or the AS.
+      notes.set('phantom.cache.level', found.outcome === 'fleet' ? 'redis' : found.outcome === 'miss' ? 'authorization_server' : 'memory');
+      return found;
+    });
     state.cache = outcome;
     const nowSeconds = Math.floor(now() / 1000);
     try {
@@ -101,7 +115,7 @@ export function createRequestAuthorizer({ cache, tokens, limits, rules, dpop, no
     } finally {
       ticket?.release();
     }
-    state.upstreamJwt = await tokens.jwtFor(entry, nowSeconds);
+    state.upstreamJwt = spans === undefined ? await tokens.jwtFor(entry, nowSeconds) : await inSpan(spans, 'jwt', 'internal', {}, () => tokens.jwtFor(entry, nowSeconds));
   };
   return Object.assign(authorize, { atOnce });
 }

@@ -207,5 +207,6 @@ export function partnerCertificates(source: ClientCertSource, material: () => Tl
 export function identifyPartner(state: RequestState, connection: PeerConnection, distinct: NodeJS.Dict<string[]>, rules: { partners: PartnerCertificates; forwardClientCert: boolean }): void {
   const partner = rules.partners.of(connection, { distinct });
   state.x5t = partner.x5t;
+  state.partnerDer = partner.der;
   if (rules.forwardClientCert) state.partnerCertificate = partner.der;
 }

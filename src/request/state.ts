@@ -4,6 +4,7 @@ import type { AuthScheme } from '../errors.ts';
 import type { RefusalReason } from '../reasons.ts';
 import type { CacheOutcome } from '../log.ts';
 import type { RouteRule } from '../config/policy.ts';
+import type { RequestTrace, UpstreamSpan } from '../tracing/seam.ts';
 
 
 export interface RequestState {
@@ -21,6 +22,8 @@ export interface RequestState {
   x5t: string | undefined;
   /** The partner certificate's DER, when PHANTOM_FORWARD_CLIENT_CERT sends it to the API. */
   partnerCertificate: (() => Buffer | undefined) | undefined;
+  /** The partner certificate's DER, whatever the setting: the access line names its subject and issuer. */
+  partnerDer: (() => Buffer | undefined) | undefined;
   /** The path the API receives (base path included, no query); set once the target is checked. */
   upstreamPath: string | undefined;
   /** The Host header as PHANTOM_PUBLIC_HOSTS vouched for it; undefined without that setting. */
@@ -46,6 +49,13 @@ export interface RequestState {
   ended: boolean;
   /** What to give back when the response is over: a partner's slot, an upstream slot. */
   atEnd: Array<() => void>;
+  /** The request's span, when tracing is on. */
+  trace: RequestTrace | undefined;
+  upstreamSpan: UpstreamSpan | undefined;
+  /** When the call to the API left (performance.now()), and the API's own answer. */
+  upstreamStartedAt: number | undefined;
+  upstreamStatus: number | undefined;
+  upstreamMs: number | undefined;
 }
 
 export function newRequestState(): RequestState {
@@ -57,6 +67,7 @@ export function newRequestState(): RequestState {
     route: undefined,
     x5t: undefined,
     partnerCertificate: undefined,
+    partnerDer: undefined,
     upstreamPath: undefined,
     upstreamJwt: undefined,
     clientId: undefined,
@@ -71,6 +82,11 @@ export function newRequestState(): RequestState {
     tracked: false,
     ended: false,
     atEnd: [],
+    trace: undefined,
+    upstreamSpan: undefined,
+    upstreamStartedAt: undefined,
+    upstreamStatus: undefined,
+    upstreamMs: undefined,
   };
 }
 

@@ -43,3 +43,27 @@ test('the access line goes to the logger stream at info, and not at all when inf
   assert.equal(written.msg, 'request');
   assert.equal(written.interaction_id, 'z');
 });
+
+test('what security operations asks for: address and port, certificate, TLS, user agent, the API\'s own answer, the trace; still valid JSON', () => {
+  const line: AccessLine = {
+    ...bare,
+    clientAddress: '10.0.3.17', clientPort: 51234, tlsVersion: 'TLSv1.3', certSubject: 'CN=partner-a,O=Partner "A"', certIssuer: 'CN=Partner CA',
+    certSerial: '5a1f', userAgent: 'client/1.0', upstreamStatus: 502, upstreamMs: 12.3456, traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+  };
+  const parsed = JSON.parse(accessLineText(line, '"2026-12-02T18:52:11.204Z"')) as Record<string, unknown>;
+  assert.equal(parsed.time, '2026-12-02T18:52:11.204Z');
+  assert.deepEqual(
+    [parsed.client_address, parsed.client_port, parsed.tls_version, parsed.cert_subject, parsed.cert_issuer, parsed.cert_serial, parsed.user_agent, parsed.upstream_status, parsed.upstream_ms, parsed.trace_id],
+    ['10.0.3.17', 51234, 'TLSv1.3', 'CN=partner-a,O=Partner "A"', 'CN=Partner CA', '5a1f', 'client/1.0', 502, 12.35, '4bf92f3577b34da6a3ce929d0e0e4736'],
+  );
+});
+
+test('PHANTOM_LOG_TIME=iso: the access line and every other line carry ISO 8601 UTC times', () => {
+  const lines: string[] = [];
+  const sink = new Writable({ write: (chunk: Buffer, _e, done) => { lines.push(chunk.toString()); done(); } });
+  const logger = createLogger('info', sink, 'iso');
+  accessWriter(logger, 'iso')(bare);
+  logger.info('another line');
+  assert.equal(lines.length, 2);
+  for (const text of lines) assert.match(String((JSON.parse(text) as { time: unknown }).time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+});
