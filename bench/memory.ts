@@ -1,11 +1,17 @@
-// `npm run bench:memory`: what the sidecar holds, as users run it (`node src/main.ts`): RSS
-// idle, RSS per cached active answer with its minted JWT, and RSS and AS calls after one
-// partner sends many distinct random tokens (the failed-token budget and the separate
-// inactive cache must bound both). The AS is a scripted HTTPS one (it must answer 100,000
-// distinct tokens fast). Settings: MEMORY_TOKENS (active answers, default 100000),
-// MEMORY_RANDOM (random tokens, default 1000000), MEMORY_CONCURRENCY (default 64).
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+// `npm run bench:memory`: what the sidecar holds, as the image runs it (`node dist/main.js`,
+// default cache settings) and, where this machine allows (root and a cgroup v1 or v2 memory
+// controller), inside a memory cgroup with the Kubernetes limit of 256 MiB, side by side with
+// a bare Fastify 5 + @fastify/reply-from mTLS proxy (bench/baseline.ts, compiled the same way)
+// under the same limit:
+//   - idle RSS of both after start and 200 requests, and their ratio (target <= 1.10);
+//   - heap after a forced GC (over the inspector) before and after 100,000 distinct valid
+//     tokens: per cached answer with its JWT (target <= 1 KB);
+//   - 1,000,000 random tokens from partner B: alive, RSS and the cgroup's peak and failed
+//     charges, AS calls, and partner A's token, used all along, still a cache hit.
+// The AS is a scripted HTTPS one (it must answer 100,000 distinct tokens fast). Settings:
+// MEMORY_TOKENS (100000), MEMORY_RANDOM (1000000), MEMORY_CONCURRENCY (64), MEMORY_LIMIT_MB (256).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { boundAnswer, json, startFakeAuthorizationServer } from '../test/support/fake-as.ts';
@@ -18,7 +24,88 @@ const root = new URL('..', import.meta.url).pathname;
 const tokens = Number(process.env.MEMORY_TOKENS ?? 100_000);
 const random = Number(process.env.MEMORY_RANDOM ?? 1_000_000);
 const concurrency = Number(process.env.MEMORY_CONCURRENCY ?? 64);
+const limitMb = Number(process.env.MEMORY_LIMIT_MB ?? 256);
 const say = (text: string): void => void process.stdout.write(`${text}\n`);
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// 1. Both programs as JavaScript, as the image runs them (type stripping would add its own memory).
+const out = join(root, '.bench-dist');
+rmSync(out, { recursive: true, force: true });
+const tsc = join(root, 'node_modules/typescript/bin/tsc');
+execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', out], { stdio: 'inherit' });
+execFileSync(process.execPath, [tsc, join(root, 'bench/baseline.ts'), '--outDir', join(out, 'baseline'), '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2023', '--skipLibCheck', '--rewriteRelativeImportExtensions'], { stdio: 'inherit' });
+
+/** A memory cgroup with the limit, or undefined where this machine does not allow one. */
+function memoryCgroup(name: string): { dir: string; version: 1 | 2 } | undefined {
+  const v1 = '/sys/fs/cgroup/memory';
+  const v2 = '/sys/fs/cgroup';
+  try {
+    if (existsSync(join(v1, 'memory.limit_in_bytes')) || existsSync(join(v1, 'cgroup.procs'))) {
+      const dir = join(v1, name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'memory.limit_in_bytes'), String(limitMb * 1024 * 1024));
+      return { dir, version: 1 };
+    }
+    if (existsSync(join(v2, 'cgroup.controllers'))) {
+      const dir = join(v2, name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'memory.max'), String(limitMb * 1024 * 1024));
+      return { dir, version: 2 };
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+function cgroupFigures(group: { dir: string; version: 1 | 2 } | undefined): string {
+  if (group === undefined) return 'no cgroup';
+  const read = (file: string) => readFileSync(join(group.dir, file), 'utf8').trim();
+  if (group.version === 1) return `cgroup peak ${(Number(read('memory.max_usage_in_bytes')) / 1048576).toFixed(1)} MB, failed charges ${read('memory.failcnt')}, OOM kills ${/oom_kill (\d+)/.exec(read('memory.oom_control'))?.[1] ?? '?'}`;
+  return `cgroup peak ${existsSync(join(group.dir, 'memory.peak')) ? (Number(read('memory.peak')) / 1048576).toFixed(1) : '?'} MB, ${read('memory.events').replace(/\n/g, ', ')}`;
+}
+
+/** Starts `args` under node, inside the cgroup when there is one. */
+function start(args: string[], env: NodeJS.ProcessEnv, group: { dir: string } | undefined): ChildProcess {
+  const node = [process.execPath, ...args].map((arg) => `'${arg}'`).join(' ');
+  const command = group === undefined ? `exec ${node}` : `echo $$ > '${join(group.dir, 'cgroup.procs')}' && exec ${node}`;
+  return spawn('sh', ['-c', command], { env: { ...env, PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+const rssMb = (pid: number | undefined): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+/** Heap used after a full GC, read over the inspector (opened by SIGUSR1 on --inspect-port). */
+async function heapAfterGcMb(child: ChildProcess, inspectPort: number): Promise<number> {
+  child.kill('SIGUSR1');
+  let targets: { webSocketDebuggerUrl: string }[] = [];
+  for (let attempt = 0; attempt < 50 && targets.length === 0; attempt += 1) {
+    targets = await fetch(`http://127.0.0.1:${inspectPort}/json/list`).then((r) => r.json() as Promise<{ webSocketDebuggerUrl: string }[]>, () => []);
+    if (targets.length === 0) await pause(100);
+  }
+  const socket = new WebSocket(targets[0]?.webSocketDebuggerUrl ?? '');
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  let id = 0;
+  const send = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<Record<string, unknown>>((resolve) => {
+      id += 1;
+      const mine = id;
+      socket.addEventListener('message', function listener(event) {
+        const message = JSON.parse(String(event.data)) as { id?: number; result?: Record<string, unknown> };
+        if (message.id !== mine) return;
+        socket.removeEventListener('message', listener);
+        resolve(message.result ?? {});
+      });
+      socket.send(JSON.stringify({ id: mine, method, params }));
+    });
+  await send('HeapProfiler.collectGarbage');
+  await send('HeapProfiler.collectGarbage');
+  const { usedSize } = (await send('Runtime.getHeapUsage')) as { usedSize: number };
+  socket.close();
+  return usedSize / 1048576;
+}
 
 const pki = makePki();
 const fake = await startFakeAuthorizationServer(pki);
@@ -28,30 +115,9 @@ fake.handle = (seen, res) => {
   const token = new URLSearchParams(seen.body).get('token') ?? '';
   json(res, token.startsWith('ok-') ? { ...boundAnswer(pki.partnerA.thumbprint), exp: Math.floor(Date.now() / 1000) + 3600, sub: `user-${token.slice(3)}` } : { active: false });
 };
-fake.seen.length = 0;
 const upstream = await startEchoUpstream();
-const port = await freePort();
-const adminPort = await freePort();
-const sidecar = spawn(process.execPath, [join(root, 'src/main.ts')], {
-  env: {
-    ...process.env,
-    ...baseEnv(pki, upstream.url, fake.url),
-    PHANTOM_LISTEN_PORT: String(port),
-    PHANTOM_ADMIN_PORT: String(adminPort),
-    PHANTOM_CACHE_MAX_ENTRIES: String(Math.max(tokens, 10_000)),
-    PHANTOM_CACHE_MAX_TTL_S: '3600',
-    PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000',
-    PATH: process.env.PATH ?? '',
-  },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-for (let attempt = 0; attempt < 100; attempt += 1) {
-  if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-  await new Promise((resolve) => setTimeout(resolve, 100));
-}
-const rssMb = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${sidecar.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
-async function send(identity: Identity, count: number, tokenOf: (i: number) => string): Promise<Map<number, number>> {
+async function send(port: number, identity: Identity, count: number, tokenOf: (i: number) => string): Promise<Map<number, number>> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const statuses = new Map<number, number>();
   let next = 0;
@@ -74,24 +140,63 @@ async function send(identity: Identity, count: number, tokenOf: (i: number) => s
   return statuses;
 }
 
-await send(pki.partnerA, 200, (i) => `ok-warm-${i}`);
-await new Promise((resolve) => setTimeout(resolve, 2000));
-const idle = rssMb();
-say(`bench:memory: the sidecar as users run it (node src/main.ts), a scripted AS`);
-say(`  idle (after start and 200 requests)                 RSS ${idle.toFixed(1)} MB`);
+async function ready(check: () => Promise<boolean>): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    if (await check()) return;
+    await pause(50);
+  }
+  throw new Error('did not start');
+}
+
+// 2. The bare proxy, idle, under the same limit.
+const bareGroup = memoryCgroup('phantom-bench-bare');
+const barePort = await freePort();
+const bare = start([join(out, 'baseline/baseline.js')], { TLS_CERT: pki.path('server.pem'), TLS_KEY: pki.path('server.key'), TLS_CLIENT_CA: pki.path('ca.pem'), UPSTREAM_URL: upstream.url, PORT: String(barePort) }, bareGroup);
+await ready(() => send(barePort, pki.partnerA, 1, () => 'x').then((s) => s.has(200)));
+await send(barePort, pki.partnerA, 200, (i) => `warm-${i}`);
+await pause(2000);
+const bareIdle = rssMb(bare.pid);
+
+// 3. The sidecar, default cache settings, under the limit.
+const group = memoryCgroup('phantom-bench-sidecar');
+const port = await freePort();
+const adminPort = await freePort();
+const inspectPort = await freePort();
+const sidecar = start([`--inspect-port=127.0.0.1:${inspectPort}`, join(out, 'main.js')], { ...baseEnv(pki, upstream.url, fake.url), PHANTOM_LISTEN_PORT: String(port), PHANTOM_ADMIN_PORT: String(adminPort), PHANTOM_CACHE_MAX_TTL_S: '3600', PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000', PHANTOM_LOG_LEVEL: 'warn' }, group);
+await ready(() => fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false));
+await send(port, pki.partnerA, 200, (i) => `ok-warm-${i}`);
+await pause(2000);
+const idle = rssMb(sidecar.pid);
+say(`bench:memory: as the image runs it (node dist/main.js), default cache settings, ${group === undefined ? 'no memory cgroup on this machine' : `a memory cgroup of ${limitMb} MiB (cgroup v${group.version})`}, a scripted AS`);
+say(`  idle RSS after start and 200 requests: sidecar ${idle.toFixed(1)} MB, bare Fastify + reply-from proxy ${bareIdle.toFixed(1)} MB: ratio ${(idle / bareIdle).toFixed(3)} (target <= 1.10)`);
+bare.kill('SIGTERM');
+
+const heapBefore = await heapAfterGcMb(sidecar, inspectPort);
+const hotToken = 'ok-partner-a-hot';
 const started = Date.now();
-const active = await send(pki.partnerA, tokens, (i) => `ok-${i}`);
-await new Promise((resolve) => setTimeout(resolve, 2000));
-const withAnswers = rssMb();
-say(`  ${tokens} distinct active tokens (${((Date.now() - started) / 1000).toFixed(0)} s, statuses ${JSON.stringify(Object.fromEntries(active))})`);
-say(`                                                      RSS ${withAnswers.toFixed(1)} MB: ${(((withAnswers - idle) * 1024 * 1024) / tokens).toFixed(0)} bytes per cached answer with its JWT`);
+const active = await send(port, pki.partnerA, tokens, (i) => (i % 100 === 0 ? hotToken : `ok-${i}`));
+await pause(1000);
+const heapAfter = await heapAfterGcMb(sidecar, inspectPort);
+const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+const entries = Number(/^phantom_introspection_cache_entries (\d+)/m.exec(await metrics())?.[1] ?? 'NaN');
+say(`  ${tokens} distinct valid tokens in ${((Date.now() - started) / 1000).toFixed(0)} s (statuses ${JSON.stringify(Object.fromEntries(active))}), ${entries} answers cached`);
+say(`  heap after GC ${heapBefore.toFixed(1)} -> ${heapAfter.toFixed(1)} MB: ${(((heapAfter - heapBefore) * 1048576) / entries).toFixed(0)} bytes per cached answer with its JWT (target <= 1024); RSS ${rssMb(sidecar.pid).toFixed(1)} MB`);
+
 const askedBefore = asked;
-const fishing = await send(pki.partnerB, random, (i) => `random-${i}-${Math.random().toString(36).slice(2)}`);
-await new Promise((resolve) => setTimeout(resolve, 2000));
-const afterRandom = rssMb();
-say(`  partner B: ${random} distinct random tokens (statuses ${JSON.stringify(Object.fromEntries(fishing))})`);
-say(`                                                      RSS ${afterRandom.toFixed(1)} MB (${(afterRandom - withAnswers).toFixed(1)} MB over the previous), AS calls ${asked - askedBefore}`);
+const fishing = await send(port, pki.partnerB, random, (i) => `random-${i}-${Math.random().toString(36).slice(2)}`);
+await pause(2000);
+const alive = sidecar.exitCode === null && existsSync(`/proc/${sidecar.pid}`);
+const hitsBefore = Number(/^phantom_introspection_cache_total\{outcome="hit"\} (\d+)/m.exec(await metrics())?.[1] ?? 0);
+const askedBeforeHot = asked;
+const hot = await send(port, pki.partnerA, 1, () => hotToken);
+const hitsAfter = Number(/^phantom_introspection_cache_total\{outcome="hit"\} (\d+)/m.exec(await metrics())?.[1] ?? 0);
+say(`  partner B: ${random} random tokens (statuses ${JSON.stringify(Object.fromEntries(fishing))}), AS calls ${asked - askedBefore}`);
+say(`  after it: ${alive ? 'alive' : 'NOT ALIVE'}, RSS ${alive ? rssMb(sidecar.pid).toFixed(1) : '-'} MB of ${limitMb} MiB, ${cgroupFigures(group)}`);
+say(`  partner A's token, used all along: ${JSON.stringify(Object.fromEntries(hot))}, ${hitsAfter - hitsBefore === 1 && asked === askedBeforeHot ? 'a cache hit (no AS call)' : 'NOT a cache hit'}`);
 sidecar.kill('SIGTERM');
+await pause(500);
+for (const dir of [group?.dir, bareGroup?.dir]) if (dir !== undefined) try { rmdirSync(dir); } catch { /* still emptying */ }
+rmSync(out, { recursive: true, force: true });
 await upstream.stop();
 await fake.stop();
 process.exit(0);

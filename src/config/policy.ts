@@ -2,7 +2,7 @@
 // problem stops the start naming the rule, and on every reload). Matching them is
 // request/route-policy.ts's business.
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { yaml } from '../lazy.ts';
 import { ConfigError } from './env.ts';
 import { normalisedPath } from '../path.ts';
 import { API_METHODS } from '../vocabulary.ts';
@@ -91,7 +91,7 @@ function readRule(value: unknown, defaults: PolicyDefaults): RouteRule {
 export function parseRules(text: string, defaults: PolicyDefaults): RouteRule[] {
   let document: unknown;
   try {
-    document = parse(text);
+    document = yaml().parse(text);
   } catch {
     throw new Error('is not valid YAML');
   }

@@ -2,8 +2,7 @@
 // start) and on every reload (a problem keeps the files in use). Certificates and keys are
 // node:crypto's; CRLs, which node:crypto cannot parse, through @peculiar/asn1-x509.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { Certificate, CertificateList } from '@peculiar/asn1-x509';
+import { asn1Schema, asn1X509 } from '../lazy.ts';
 import { ConfigError, readText } from './env.ts';
 
 export interface TlsPaths {
@@ -82,10 +81,10 @@ function parseCrls(pem: string): ParsedCrl[] {
   const crls: ParsedCrl[] = [];
   for (const match of pem.matchAll(PEM_CRL)) {
     try {
-      const list = AsnConvert.parse(Buffer.from((match[1] ?? '').replace(/\s+/g, ''), 'base64'), CertificateList);
+      const list = asn1Schema().AsnConvert.parse(Buffer.from((match[1] ?? '').replace(/\s+/g, ''), 'base64'), asn1X509().CertificateList);
       const next = list.tbsCertList.nextUpdate?.getTime();
       const revoked = (list.tbsCertList.revokedCertificates ?? []).map((entry) => serialHex(entry.userCertificate));
-      crls.push({ issuer: Buffer.from(AsnConvert.serialize(list.tbsCertList.issuer)).toString('hex'), nextUpdateMs: next?.getTime(), revoked });
+      crls.push({ issuer: Buffer.from(asn1Schema().AsnConvert.serialize(list.tbsCertList.issuer)).toString('hex'), nextUpdateMs: next?.getTime(), revoked });
     } catch {
       throw new ConfigError('PHANTOM_TLS_CLIENT_CRL', 'holds a PEM CRL that does not parse');
     }
@@ -94,7 +93,8 @@ function parseCrls(pem: string): ParsedCrl[] {
 }
 
 export function subjectDer(certificate: X509Certificate): string {
-  const parsed = AsnConvert.parse(certificate.raw, Certificate);
+  const { AsnConvert } = asn1Schema();
+  const parsed = AsnConvert.parse(certificate.raw, asn1X509().Certificate);
   return Buffer.from(AsnConvert.serialize(parsed.tbsCertificate.subject)).toString('hex');
 }
 

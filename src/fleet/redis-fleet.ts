@@ -6,7 +6,8 @@
 // Every command has a deadline (PHANTOM_REDIS_TIMEOUT_MS) and no offline queue; a Redis
 // that stops answering (paused, overloaded) counts as away exactly like a closed connection,
 // so the degraded lifetime applies and everything held is flushed when it answers again.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ioredis } from '../lazy.ts';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config/config.ts';
 import { LogThrottle } from '../log.ts';
@@ -91,8 +92,8 @@ export class RedisFleet {
       retryStrategy: (times: number) => Math.min(100 * times, 2000),
       lazyConnect: false,
     };
-    this.#client = new Redis(settings.url.href, options);
-    this.#subscriber = new Redis(settings.url.href, { ...options, commandTimeout: undefined, enableOfflineQueue: true });
+    this.#client = new (ioredis().Redis)(settings.url.href, options);
+    this.#subscriber = new (ioredis().Redis)(settings.url.href, { ...options, commandTimeout: undefined, enableOfflineQueue: true });
     this.#client.on('ready', () => void this.#answersAgain());
     this.#client.on('close', () => this.#setState('disconnected'));
     // ioredis reports each failed attempt; the state change is what is logged.

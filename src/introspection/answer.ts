@@ -45,14 +45,28 @@ const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.is
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isAudience = (v: unknown): v is string | string[] => isString(v) || (Array.isArray(v) && v.every(isString));
 
+// The same issuer, audience, scope, client and thumbprint arrive in thousands of answers; one
+// copy each instead of one per cached answer (JSON.parse makes a new string every time).
+// Bounded: past its size it starts again, so odd values cannot grow it. Never `sub`.
+const INTERNED_MAX = 4096;
+const interned = new Map<string, string>();
+
+function intern(value: string): string {
+  const known = interned.get(value);
+  if (known !== undefined) return known;
+  if (interned.size >= INTERNED_MAX) interned.clear();
+  interned.set(value, value);
+  return value;
+}
+
 function parseConfirmation(value: unknown): Confirmation | undefined {
   if (value === undefined) return undefined;
   if (!isRecord(value)) throw malformed();
   const confirmation: Confirmation = {};
   const x5t = optionalOf(value['x5t#S256'], isString);
   const jkt = optionalOf(value.jkt, isString);
-  if (x5t !== undefined) confirmation['x5t#S256'] = x5t;
-  if (jkt !== undefined) confirmation.jkt = jkt;
+  if (x5t !== undefined) confirmation['x5t#S256'] = intern(x5t);
+  if (jkt !== undefined) confirmation.jkt = intern(jkt);
   return confirmation;
 }
 
@@ -67,13 +81,15 @@ export function parseClaims(source: Record<string, unknown>): TokenClaims {
     const value = optionalOf(source[name], isNumber);
     if (value !== undefined) claims[name] = value;
   }
-  const strings = ['iss', 'scope', 'client_id', 'sub', 'token_type'] as const;
-  for (const name of strings) {
+  const shared = ['iss', 'scope', 'client_id', 'token_type'] as const;
+  for (const name of shared) {
     const value = optionalOf(source[name], isString);
-    if (value !== undefined) claims[name] = value;
+    if (value !== undefined) claims[name] = intern(value);
   }
+  const sub = optionalOf(source.sub, isString);
+  if (sub !== undefined) claims.sub = sub;
   const aud = optionalOf(source.aud, isAudience);
-  if (aud !== undefined) claims.aud = aud;
+  if (aud !== undefined) claims.aud = typeof aud === 'string' ? intern(aud) : aud.map(intern);
   const cnf = parseConfirmation(source.cnf);
   if (cnf !== undefined) claims.cnf = cnf;
   return claims;

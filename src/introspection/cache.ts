@@ -11,7 +11,8 @@ import { subjectsOf, tokenKeyOf } from './subjects.ts';
 
 /** A JWT for the API, kept with the answer it was made from and reused while it is fresh. */
 export interface UpstreamJwt {
-  readonly jwt: Promise<string>;
+  /** The signature under way; dropped once it is done, so a cached entry holds the JWT alone. */
+  readonly jwt?: Promise<string>;
   /** The JWT itself once signed: what the synchronous cache-hit path forwards. */
   value?: string;
   /** Seconds since the epoch. */

@@ -83,19 +83,20 @@ export class JwtMinter implements UpstreamTokenSource {
   jwtFor(entry: CacheEntry, nowSeconds: number): Promise<string> {
     if (!entry.introspection.active) throw new InternalError('inactive_token_reached_minting');
     const kept = entry.upstreamJwt;
-    if (kept !== undefined && kept.exp - nowSeconds > REUSE_MARGIN_SECONDS) return kept.jwt;
+    if (kept !== undefined && kept.exp - nowSeconds > REUSE_MARGIN_SECONDS) return kept.value === undefined ? (kept.jwt ?? Promise.reject(new InternalError('jwt_lost'))) : Promise.resolve(kept.value);
     const fresh = this.#mint(entry.introspection.claims, nowSeconds);
+    const pending = fresh.jwt!;
     entry.upstreamJwt = fresh;
-    fresh.jwt.then(
+    pending.then(
       (jwt) => {
-        fresh.value = jwt;
+        if (entry.upstreamJwt === fresh) entry.upstreamJwt = { value: jwt, exp: fresh.exp };
       },
       // A failed signature must not stay with the entry.
       () => {
         if (entry.upstreamJwt === fresh) delete entry.upstreamJwt;
       },
     );
-    return fresh.jwt;
+    return pending;
   }
 
   readyJwtFor(entry: CacheEntry, nowSeconds: number): string | undefined {
@@ -103,7 +104,7 @@ export class JwtMinter implements UpstreamTokenSource {
     return kept !== undefined && kept.exp - nowSeconds > REUSE_MARGIN_SECONDS ? kept.value : undefined;
   }
 
-  #mint(claims: TokenClaims, nowSeconds: number): UpstreamJwt {
+  #mint(claims: TokenClaims, nowSeconds: number): UpstreamJwt & { jwt: Promise<string> } {
     const payload = mintedClaims(claims, this.#settings, nowSeconds);
     const jwt = new SignJWT(payload)
       .setProtectedHeader({ alg: this.#settings.alg, typ: 'at+jwt', kid: this.#kid })

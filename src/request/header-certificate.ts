@@ -8,18 +8,7 @@
 // Node's X509Certificate checks issuance and signatures; @peculiar/asn1-x509 reads the
 // extensions node:crypto does not expose (key usage bits, the path length).
 import type { X509Certificate } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  BasicConstraints,
-  Certificate,
-  ExtendedKeyUsage,
-  KeyUsage,
-  KeyUsageFlags,
-  id_ce_basicConstraints,
-  id_ce_extKeyUsage,
-  id_ce_keyUsage,
-  id_kp_clientAuth,
-} from '@peculiar/asn1-x509';
+import { asn1Schema, asn1X509 } from '../lazy.ts';
 import { InvalidToken } from '../errors.ts';
 import { normalisedSerial, subjectDer, type TlsMaterial } from '../config/tls-material.ts';
 
@@ -39,6 +28,8 @@ function refuse(detail: string): never {
 }
 
 function extensionsOf(certificate: X509Certificate): Extensions {
+  const { AsnConvert } = asn1Schema();
+  const { BasicConstraints, Certificate, ExtendedKeyUsage, KeyUsage, id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage } = asn1X509();
   const parsed = AsnConvert.parse(certificate.raw, Certificate);
   const found: Extensions = { ca: false, pathLength: undefined, keyUsage: undefined, extendedKeyUsage: undefined };
   for (const extension of parsed.tbsCertificate.extensions ?? []) {
@@ -62,6 +53,7 @@ function inDate(certificate: X509Certificate, nowMs: number): boolean {
 
 /** OpenSSL's SSL client purpose for the leaf. */
 function checkLeaf(leaf: X509Certificate): void {
+  const { KeyUsageFlags, id_kp_clientAuth } = asn1X509();
   const extensions = extensionsOf(leaf);
   if (extensions.ca) refuse('leaf_is_a_ca');
   if (extensions.extendedKeyUsage !== undefined && !extensions.extendedKeyUsage.includes(id_kp_clientAuth)) refuse('not_for_client_auth');
@@ -73,6 +65,7 @@ function checkLeaf(leaf: X509Certificate): void {
  * pathLenConstraint allows (`below` counts the intermediates between it and the leaf).
  */
 function checkIssuer(issuer: X509Certificate, below: number): void {
+  const { KeyUsageFlags } = asn1X509();
   const extensions = extensionsOf(issuer);
   if (!extensions.ca) refuse('issuer_not_a_ca');
   if (extensions.keyUsage !== undefined && (extensions.keyUsage & KeyUsageFlags.keyCertSign) === 0) refuse('issuer_key_usage');
