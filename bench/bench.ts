@@ -203,8 +203,45 @@ async function main(): Promise<void> {
   say(`p99 latency sidecar − bare at that rate: median ${median(extra).toFixed(2)} ms (${Math.min(...extra).toFixed(2)} to ${Math.max(...extra).toFixed(2)})`);
   if (nginxAvailable()) await decisionPath(pki, as.introspectionUrl, upstreamUrl, token, clientTls, report);
   else say('\n4. decision path: skipped, nginx is not installed');
+  await floorAndTracing({ pki, as: as.introspectionUrl, upstreamUrl, token, clientTls, tls, bare: pids.bare, barePort, sidecar: pids.sidecar, sidecarPort, report });
   say(`\nintrospection calls at the AS during the run: ${as.requests.get('/token/introspection') ?? 0}`);
   await as.stop();
+}
+
+/**
+ * 5. The floor: the bare proxy with the sidecar's Fastify hooks present and doing nothing,
+ * next to the bare proxy. 6. Tracing on at a 10% sampler (spans to a sink here), next to the
+ * same sidecar with tracing off, both at once.
+ */
+async function floorAndTracing(run: { pki: Pki; as: string; upstreamUrl: string; token: string; clientTls: Record<string, string>; tls: Record<string, string>; bare: number; barePort: number; sidecar: number; sidecarPort: number; report: (title: string, rows: { bare: Side; sidecar: Side }[], unit: string) => unknown }): Promise<void> {
+  const floorPort = await freePort();
+  const floor = await untilReady(pinned('0', [join(root, 'bench/baseline.ts')], { PORT: String(floorPort), UPSTREAM_URL: run.upstreamUrl, TLS_CERT: run.tls.cert ?? '', TLS_KEY: run.tls.key ?? '', TLS_CLIENT_CA: run.tls.ca ?? '', BASELINE_HOOKS: '1' }), 'floor proxy');
+  const rows: { bare: Side; sidecar: Side }[] = [];
+  await window({ bare: run.bare, sidecar: floor.pid ?? 0 }, { bare: run.barePort, sidecar: floorPort }, run.token, 'keepalive', { connections, seconds: 5 }, run.clientTls);
+  for (let i = 0; i < windows; i += 1) rows.push(await window({ bare: run.bare, sidecar: floor.pid ?? 0 }, { bare: run.barePort, sidecar: floorPort }, run.token, 'keepalive', { connections, seconds }, run.clientTls));
+  run.report(`5. the floor: the bare proxy with the sidecar's Fastify hooks doing nothing ("sidecar" column), next to the bare proxy, ${connections} keep-alive connections each`, rows, 'µs/req');
+  floor.kill('SIGTERM');
+
+  // A sink for the spans: answers every OTLP export at once.
+  const { createServer } = await import('node:http');
+  const sink = createServer((req, res) => req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()));
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+  const sinkPort = (sink.address() as { port: number }).port;
+  const tracedPort = await freePort();
+  const tracedAdmin = await freePort();
+  const traced = pinned('0', [join(root, 'src/main.ts')], sidecarEnv(run.pki, { listen: tracedPort, admin: tracedAdmin }, run.as, {
+    PHANTOM_UPSTREAM_URL: run.upstreamUrl,
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`,
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '0.1',
+  }), 'ignore');
+  await sidecarReady(tracedAdmin);
+  const tracing: { bare: Side; sidecar: Side }[] = [];
+  await window({ bare: run.sidecar, sidecar: traced.pid ?? 0 }, { bare: run.sidecarPort, sidecar: tracedPort }, run.token, 'keepalive', { connections, seconds: 5 }, run.clientTls);
+  for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) tracing.push(await window({ bare: run.sidecar, sidecar: traced.pid ?? 0 }, { bare: run.sidecarPort, sidecar: tracedPort }, run.token, 'keepalive', { connections, seconds }, run.clientTls));
+  run.report('6. tracing on, 10% of traces sampled, OTLP/HTTP protobuf to a sink ("sidecar" column), next to the same sidecar with tracing off ("bare" column)', tracing, 'µs/req');
+  traced.kill('SIGTERM');
+  sink.close();
 }
 
 /**

@@ -59,20 +59,38 @@ export interface AccessLine {
   /** The route policy's rule, and whether it let the request through without a token. */
   rule: string | undefined;
   anonymous: boolean;
-  /** Where the connection came from, as the sidecar's socket sees it. */
-  clientAddress?: string | undefined;
-  clientPort?: number | undefined;
-  /** The partner certificate (beside x5t): subject and issuer as RFC 4514 strings, serial in hex. */
-  certSubject?: string | undefined;
-  certIssuer?: string | undefined;
-  certSerial?: string | undefined;
-  tlsVersion?: string | undefined;
+  /** Who called, over what: the same for every request of a connection and partner. */
+  connection?: ConnectionFacts | undefined;
   /** At most 256 characters, as the client sent it. */
   userAgent?: string | undefined;
   /** The API's own answer, apart from the sidecar's: its status and the time to its response head. */
   upstreamStatus?: number | undefined;
   upstreamMs?: number | undefined;
   traceId?: string | undefined;
+}
+
+/** Where the connection came from, as the sidecar's socket sees it, and the partner certificate beside x5t. */
+export interface ConnectionFacts {
+  clientAddress: string | undefined;
+  clientPort: number | undefined;
+  tlsVersion: string | undefined;
+  /** Subject and issuer as RFC 4514 strings, serial in hex. */
+  certSubject: string | undefined;
+  certIssuer: string | undefined;
+  certSerial: string | undefined;
+  /** The same as the access line's members, prepared once per connection and partner. */
+  readonly json: string;
+}
+
+export function connectionFacts(facts: Omit<ConnectionFacts, 'json'>): ConnectionFacts {
+  let json = '';
+  if (facts.clientAddress !== undefined) json += `,"client_address":${JSON.stringify(facts.clientAddress)}`;
+  if (facts.clientPort !== undefined) json += `,"client_port":${facts.clientPort}`;
+  if (facts.tlsVersion !== undefined) json += `,"tls_version":${JSON.stringify(facts.tlsVersion)}`;
+  if (facts.certSubject !== undefined) json += `,"cert_subject":${JSON.stringify(facts.certSubject)}`;
+  if (facts.certIssuer !== undefined) json += `,"cert_issuer":${JSON.stringify(facts.certIssuer)}`;
+  if (facts.certSerial !== undefined) json += `,"cert_serial":${JSON.stringify(facts.certSerial)}`;
+  return { ...facts, json };
 }
 
 // A refused target is logged as received (a security analyst wants it) but not without end.
@@ -116,12 +134,7 @@ export function accessLineText(line: AccessLine, time: number | string): string 
   if (line.anonymous) text += ',"anonymous":true';
   if (line.upstreamStatus !== undefined) text += `,"upstream_status":${line.upstreamStatus}`;
   if (line.upstreamMs !== undefined) text += `,"upstream_ms":${Math.round(line.upstreamMs * 100) / 100}`;
-  if (line.clientAddress !== undefined) text += `,"client_address":${str(line.clientAddress)}`;
-  if (line.clientPort !== undefined) text += `,"client_port":${line.clientPort}`;
-  if (line.tlsVersion !== undefined) text += `,"tls_version":${str(line.tlsVersion)}`;
-  if (line.certSubject !== undefined) text += `,"cert_subject":${str(line.certSubject)}`;
-  if (line.certIssuer !== undefined) text += `,"cert_issuer":${str(line.certIssuer)}`;
-  if (line.certSerial !== undefined) text += `,"cert_serial":${str(line.certSerial)}`;
+  if (line.connection !== undefined) text += line.connection.json;
   if (line.userAgent !== undefined) text += `,"user_agent":${str(line.userAgent)}`;
   if (line.traceId !== undefined) text += `,"trace_id":${str(line.traceId)}`;
   return `${text},"msg":"request"}\n`;

@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import { accessWriter, pathOnly, type AccessLine } from '../log.ts';
+import { accessWriter, connectionFacts, pathOnly, type AccessLine, type ConnectionFacts } from '../log.ts';
 import type { SidecarMetrics } from '../metrics.ts';
 import type { RequestState } from '../request/state.ts';
 
@@ -50,7 +50,7 @@ interface CertificateFacts {
 }
 
 // Parsed once per certificate (by its x5t), not per request; bounded like every per-partner map.
-const facts = new LRUCache<string, CertificateFacts>({ max: 1024 });
+const certificates = new LRUCache<string, CertificateFacts>({ max: 1024 });
 
 /** RFC 4514 order and separators from Node's one-attribute-per-line form. */
 function distinguishedName(multiline: string): string {
@@ -59,14 +59,35 @@ function distinguishedName(multiline: string): string {
 
 function certificateFacts(x5t: string | undefined, der: (() => Buffer | undefined) | undefined): CertificateFacts | undefined {
   if (x5t === undefined || der === undefined) return undefined;
-  const known = facts.get(x5t);
+  const known = certificates.get(x5t);
   if (known !== undefined) return known;
   const bytes = der();
   if (bytes === undefined) return undefined;
   const certificate = new X509Certificate(bytes);
   const found = { subject: distinguishedName(certificate.subject), issuer: distinguishedName(certificate.issuer), serial: certificate.serialNumber.toLowerCase() };
-  facts.set(x5t, found);
+  certificates.set(x5t, found);
   return found;
+}
+
+// One connection serves many requests of one partner (behind a gateway, of several): its
+// facts are worked out when the partner changes, not on every request.
+const onConnection = new WeakMap<TLSSocket, { x5t: string | undefined; facts: ConnectionFacts }>();
+
+function factsOf(socket: TLSSocket | undefined, state: RequestState): ConnectionFacts | undefined {
+  if (socket === undefined) return undefined;
+  const known = onConnection.get(socket);
+  if (known !== undefined && known.x5t === state.x5t) return known.facts;
+  const certificate = certificateFacts(state.x5t, state.partnerDer);
+  const facts = connectionFacts({
+    clientAddress: socket.remoteAddress,
+    clientPort: socket.remotePort,
+    tlsVersion: socket.getProtocol?.() ?? undefined,
+    certSubject: certificate?.subject,
+    certIssuer: certificate?.issuer,
+    certSerial: certificate?.serial,
+  });
+  onConnection.set(socket, { x5t: state.x5t, facts });
+  return facts;
 }
 
 export function accessLineOf(exchange: Exchange, state: RequestState): AccessLine {
@@ -84,10 +105,7 @@ export function accessLineOf(exchange: Exchange, state: RequestState): AccessLin
     detail: state.detail,
     rule: state.route?.name,
     anonymous: state.route?.anonymous === true,
-    clientAddress: exchange.socket?.remoteAddress,
-    clientPort: exchange.socket?.remotePort,
-    ...certificateLine(certificateFacts(state.x5t, state.partnerDer)),
-    tlsVersion: exchange.socket?.getProtocol?.() ?? undefined,
+    connection: factsOf(exchange.socket, state),
     userAgent: boundedUserAgent(exchange.userAgent),
     upstreamStatus: state.upstreamStatus,
     upstreamMs: state.upstreamMs,
@@ -95,6 +113,3 @@ export function accessLineOf(exchange: Exchange, state: RequestState): AccessLin
   };
 }
 
-function certificateLine(found: CertificateFacts | undefined): Pick<AccessLine, 'certSubject' | 'certIssuer' | 'certSerial'> {
-  return { certSubject: found?.subject, certIssuer: found?.issuer, certSerial: found?.serial };
-}

@@ -269,16 +269,13 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
         traceContext: state.upstreamSpan?.headers,
       });
     },
-    // The API's own status and latency (to its response head), apart from the sidecar's.
-    onResponse: (request, reply, response) => {
-      const state = stateOf(request);
-      state.upstreamStatus = response.statusCode;
-      if (state.upstreamStartedAt !== undefined) state.upstreamMs = performance.now() - state.upstreamStartedAt;
-      state.upstreamSpan?.end(response.statusCode);
-      state.upstreamSpan = undefined;
-      reply.send(response.stream);
-    },
     rewriteHeaders: (headers, request) => {
+      // The API has answered: its own latency (to its response head), apart from the sidecar's;
+      // its status is the one the response goes out with.
+      if (request !== undefined) {
+        const state = stateOf(request);
+        if (state.upstreamStartedAt !== undefined) state.upstreamMs = performance.now() - state.upstreamStartedAt;
+      }
       const own = clientResponseHeaders(headers);
       // Decided as the response leaves, so that a trust change during the request counts.
       if (request !== undefined && settings.isLastResponse(request.raw.socket as Socket)) own.connection = 'close';

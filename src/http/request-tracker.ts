@@ -58,8 +58,10 @@ export class RequestTracker {
       if (this.#serving.get(socket) === state) this.#serving.delete(socket);
       endRequest(state);
       const sentStatus = reply.raw.headersSent ? reply.raw.statusCode : undefined;
+      // Forwarded: the status going out is the API's own.
+      if (state.upstreamMs !== undefined) state.upstreamStatus = sentStatus;
       const line = accessLineOf({ interactionId: request.id, method: request.method, rawUrl: request.raw.url ?? '', sentStatus, socket: socket as TLSSocket, userAgent: request.headers['user-agent'] }, state);
-      state.upstreamSpan?.end(undefined, 'client_closed_request');
+      state.upstreamSpan?.end(state.upstreamStatus, state.upstreamMs === undefined ? (state.reason ?? 'no_answer') : undefined);
       state.trace?.end(
         { 'http.response.status_code': line.status, 'http.route': line.rule, 'phantom.refusal_reason': line.reason, 'phantom.cache_outcome': line.cache, 'phantom.partner.x5t_s256': line.x5t, 'phantom.client_id': line.clientId, 'url.path': line.path },
         line.status >= 500 ? (line.reason ?? 'server_error') : undefined,

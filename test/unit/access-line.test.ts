@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { accessLineText, accessWriter, createLogger, type AccessLine } from '../../src/log.ts';
+import { accessLineText, accessWriter, connectionFacts, createLogger, type AccessLine } from '../../src/log.ts';
 
 const full: AccessLine = {
   interactionId: 'a1b2c3', method: 'POST', path: '/accounts/"quoted"\\back\u0001', status: 403, durationMs: 1.23456,
@@ -47,8 +47,8 @@ test('the access line goes to the logger stream at info, and not at all when inf
 test('what security operations asks for: address and port, certificate, TLS, user agent, the API\'s own answer, the trace; still valid JSON', () => {
   const line: AccessLine = {
     ...bare,
-    clientAddress: '10.0.3.17', clientPort: 51234, tlsVersion: 'TLSv1.3', certSubject: 'CN=partner-a,O=Partner "A"', certIssuer: 'CN=Partner CA',
-    certSerial: '5a1f', userAgent: 'client/1.0', upstreamStatus: 502, upstreamMs: 12.3456, traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    connection: connectionFacts({ clientAddress: '10.0.3.17', clientPort: 51234, tlsVersion: 'TLSv1.3', certSubject: 'CN=partner-a,O=Partner "A"', certIssuer: 'CN=Partner CA', certSerial: '5a1f' }),
+    userAgent: 'client/1.0', upstreamStatus: 502, upstreamMs: 12.3456, traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
   };
   const parsed = JSON.parse(accessLineText(line, '"2026-12-02T18:52:11.204Z"')) as Record<string, unknown>;
   assert.equal(parsed.time, '2026-12-02T18:52:11.204Z');
