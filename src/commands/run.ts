@@ -1,19 +1,9 @@
 // `phantom-sidecar` (no command): configuration, both listeners, readiness, and a graceful drain on SIGTERM.
-import { ConfigError, loadConfig, type Config } from '../config/config.ts';
+import { loadConfig } from '../config/config.ts';
 import { buildAdmin, type Readiness } from '../admin.ts';
 import { createLogger } from '../log.ts';
 import { buildSidecar } from '../server.ts';
-
-import { fail } from './exit.ts';
-
-function readConfig(): Config {
-  try {
-    return loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) fail(error.message);
-    throw error;
-  }
-}
+import { configOrFail, fail } from './exit.ts';
 
 /** EADDRINUSE and friends, said as the variable to change. */
 function listenFailure(error: unknown, variable: string, host: string, port: number): string {
@@ -24,7 +14,7 @@ function listenFailure(error: unknown, variable: string, host: string, port: num
 }
 
 export async function run(): Promise<void> {
-  const config = readConfig();
+  const config = configOrFail(() => loadConfig());
   const logger = createLogger(config.logLevel, undefined, config.logTime);
   let listening = false;
   let stopping = false;

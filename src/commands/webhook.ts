@@ -1,21 +1,11 @@
 // `phantom-sidecar webhook`: the injector, from the same image as the sidecar.
-import { ConfigError } from '../config/env.ts';
-import { loadWebhookConfig, type WebhookConfig } from '../config/webhook-config.ts';
+import { loadWebhookConfig } from '../config/webhook-config.ts';
 import { createLogger } from '../log.ts';
 import { buildWebhook } from '../webhook/server.ts';
-import { fail } from './exit.ts';
-
-function readConfig(): WebhookConfig {
-  try {
-    return loadWebhookConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) fail(error.message);
-    throw error;
-  }
-}
+import { configOrFail, fail } from './exit.ts';
 
 export async function webhook(): Promise<void> {
-  const config = readConfig();
+  const config = configOrFail(() => loadWebhookConfig());
   const logger = createLogger(config.logLevel);
   let injector: ReturnType<typeof buildWebhook>;
   try {
