@@ -91,9 +91,10 @@ export function buildListenerApp(parts: ListenerAppParts, headOf: HeadOf): { app
   app.addHook('preHandler', (request, _reply, done) => {
     const state = stateOf(request);
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
-    const authorize = () => pipeline.authorize(state, request.raw.socket as TLSSocket, body);
-    // With tracing, the stages below (cache, Redis, the AS, the JWT) find the request's span.
-    const decided = state.trace === undefined ? authorize() : state.trace.within(authorize);
+    const socket = request.raw.socket as TLSSocket;
+    // With tracing, the stages below (cache, Redis, the AS, the JWT) find the request's span;
+    // without it, no closure is made for the call.
+    const decided = state.trace === undefined ? pipeline.authorize(state, socket, body) : state.trace.within(() => pipeline.authorize(state, socket, body));
     if (decided === true) done();
     else decided.then(() => done(), done);
   });
