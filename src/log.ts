@@ -74,7 +74,7 @@ export interface ConnectionFacts {
   clientAddress: string | undefined;
   clientPort: number | undefined;
   tlsVersion: string | undefined;
-  /** Subject and issuer as RFC 4514 strings, serial in hex. */
+  /** Subject, issuer and serial as the refused-handshake line names them (certificateNames). */
   certSubject: string | undefined;
   certIssuer: string | undefined;
   certSerial: string | undefined;
@@ -96,11 +96,15 @@ export function connectionFacts(facts: Omit<ConnectionFacts, 'json'>): Connectio
 // A refused target is logged as received (a security analyst wants it) but not without end.
 const MAX_LOGGED_PATH = 512;
 
+/** A client's text cut to what a log line can afford, marked where it was cut. */
+export function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
 /** The path of a raw request target, without its query (which may carry a token). */
 export function pathOnly(url: string): string {
   const query = url.indexOf('?');
-  const path = query === -1 ? url : url.slice(0, query);
-  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
+  return cut(query === -1 ? url : url.slice(0, query), MAX_LOGGED_PATH);
 }
 
 // pino's level number for `info`: the access line is written only when that level is enabled.

@@ -143,7 +143,6 @@ export async function buildSidecar(config: Config, parts: SidecarParts): Promise
   const replyWithError = errorReplier({ logger, challenges, isLastResponse: (socket) => connections.mustClose(socket), track: (request, reply) => tracker.track(request, reply) });
   const pipelineParts = {
     partners,
-    forwardClientCert: config.forwardClientCert,
     target,
     policy: () => policy.current,
     metadataRule,

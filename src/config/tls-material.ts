@@ -68,6 +68,11 @@ interface ParsedCrl {
   revoked: string[];
 }
 
+/** How the log lines name a certificate (the refused handshake's and the access line). */
+export function certificateNames(certificate: X509Certificate): { subject: string; issuer: string; serial: string } {
+  return { subject: certificate.subject.replace(/\n/g, ', '), issuer: certificate.issuer.replace(/\n/g, ', '), serial: certificate.serialNumber };
+}
+
 /** A serial number as CRLs are indexed by: upper-case hex, no leading zeros. */
 export function normalisedSerial(hex: string): string {
   return hex.toUpperCase().replace(/^0+(?=.)/, '');

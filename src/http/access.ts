@@ -4,7 +4,8 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import { accessWriter, connectionFacts, pathOnly, type AccessLine, type ConnectionFacts } from '../log.ts';
+import { accessWriter, connectionFacts, cut, pathOnly, type AccessLine, type ConnectionFacts } from '../log.ts';
+import { certificateNames } from '../config/tls-material.ts';
 import type { SidecarMetrics } from '../metrics.ts';
 import type { RequestState } from '../request/state.ts';
 
@@ -40,22 +41,13 @@ const MAX_USER_AGENT = 256;
 
 /** The client's User-Agent, cut to a length a log line can afford. */
 export function boundedUserAgent(value: string | undefined): string | undefined {
-  return value === undefined || value.length <= MAX_USER_AGENT ? value : `${value.slice(0, MAX_USER_AGENT)}...`;
+  return value === undefined ? undefined : cut(value, MAX_USER_AGENT);
 }
 
-interface CertificateFacts {
-  subject: string;
-  issuer: string;
-  serial: string;
-}
+type CertificateFacts = ReturnType<typeof certificateNames>;
 
 // Parsed once per certificate (by its x5t), not per request; bounded like every per-partner map.
 const certificates = new LRUCache<string, CertificateFacts>({ max: 1024 });
-
-/** RFC 4514 order and separators from Node's one-attribute-per-line form. */
-function distinguishedName(multiline: string): string {
-  return multiline.split('\n').filter(Boolean).reverse().join(',');
-}
 
 function certificateFacts(x5t: string | undefined, der: (() => Buffer | undefined) | undefined): CertificateFacts | undefined {
   if (x5t === undefined || der === undefined) return undefined;
@@ -63,8 +55,7 @@ function certificateFacts(x5t: string | undefined, der: (() => Buffer | undefine
   if (known !== undefined) return known;
   const bytes = der();
   if (bytes === undefined) return undefined;
-  const certificate = new X509Certificate(bytes);
-  const found = { subject: distinguishedName(certificate.subject), issuer: distinguishedName(certificate.issuer), serial: certificate.serialNumber.toLowerCase() };
+  const found = certificateNames(new X509Certificate(bytes));
   certificates.set(x5t, found);
   return found;
 }

@@ -7,6 +7,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { LogThrottle } from '../log.ts';
+import { certificateNames } from '../config/tls-material.ts';
 import type { X509Certificate } from 'node:crypto';
 import { certificateThumbprint, connectionThumbprint } from '../thumbprint.ts';
 
@@ -122,9 +123,7 @@ export class ConnectionAdmission {
     const code = typeof error === 'object' && error !== null ? ((error as { code?: unknown }).code ?? (error as { message?: unknown }).message) : error;
     const facts: Record<string, unknown> = { remote_address: address, reason, tls_error: typeof code === 'string' ? code.slice(0, 64) : undefined };
     if (certificate !== undefined) {
-      facts.subject = certificate.subject.replace(/\n/g, ', ');
-      facts.issuer = certificate.issuer.replace(/\n/g, ', ');
-      facts.serial = certificate.serialNumber;
+      Object.assign(facts, certificateNames(certificate));
       facts.x5t = certificateThumbprint(certificate.raw);
     }
     this.#warn(`${address} ${reason}`, facts, 'TLS handshake refused');

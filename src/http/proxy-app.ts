@@ -17,7 +17,7 @@ export async function buildProxyApp(parts: ProxyAppParts): Promise<{ app: Fastif
   const built = buildListenerApp(parts, ownHead);
   const { app } = built;
   await registerProxy(app, upstream);
-  const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies, isLastResponse: (socket) => parts.connections.mustClose(socket) });
+  const hooks = proxyHooks({ forwardCookies: config.http.forwardCookies, forwardClientCert: config.forwardClientCert, isLastResponse: (socket) => parts.connections.mustClose(socket) });
   const forwardWithSlot = (request: FastifyRequest, reply: FastifyReply, release: () => void): FastifyReply => {
     releaseAtEnd(stateOf(request), release);
     return forward(request, reply, hooks);

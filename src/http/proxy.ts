@@ -248,6 +248,8 @@ export async function registerProxy(app: FastifyInstance, upstream: NonNullable<
 
 export interface ProxySettings {
   forwardCookies: boolean;
+  /** PHANTOM_FORWARD_CLIENT_CERT: the verified partner certificate goes to the API as RFC 9440 Client-Cert. */
+  forwardClientCert: boolean;
   /** Whether the response now going out must be the last on its connection (age, trust, drain). */
   isLastResponse: (socket: Socket) => boolean;
 }
@@ -264,7 +266,7 @@ export function proxyHooks(settings: ProxySettings): FastifyReplyFromHooks {
         interactionId: request.id,
         clientIp: request.ip,
         checkedHost: state.checkedHost,
-        clientCertificate: state.partnerCertificate?.(),
+        clientCertificate: settings.forwardClientCert ? state.partnerDer?.() : undefined,
         forwardCookies: settings.forwardCookies,
         traceContext: state.upstreamSpan?.headers,
       });

@@ -203,10 +203,9 @@ export function partnerCertificates(source: ClientCertSource, material: () => Tl
   };
 }
 
-/** Whose certificate the request carries: its thumbprint for the binding, its DER for the API when asked. */
-export function identifyPartner(state: RequestState, connection: PeerConnection, distinct: NodeJS.Dict<string[]>, rules: { partners: PartnerCertificates; forwardClientCert: boolean }): void {
+/** Whose certificate the request carries: its thumbprint for the binding, its DER for the API and the log. */
+export function identifyPartner(state: RequestState, connection: PeerConnection, distinct: NodeJS.Dict<string[]>, rules: { partners: PartnerCertificates }): void {
   const partner = rules.partners.of(connection, { distinct });
   state.x5t = partner.x5t;
   state.partnerDer = partner.der;
-  if (rules.forwardClientCert) state.partnerCertificate = partner.der;
 }

@@ -27,7 +27,6 @@ export interface RequestHead {
 
 export interface PipelineParts {
   partners: PartnerCertificates;
-  forwardClientCert: boolean;
   target: TargetRules;
   /** The route policy in force (it is re-read on change). */
   policy: () => RoutePolicy;

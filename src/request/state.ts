@@ -20,9 +20,7 @@ export interface RequestState {
   route: RouteRule | undefined;
   /** x5t#S256 of the partner certificate : public, and what binding is checked against. */
   x5t: string | undefined;
-  /** The partner certificate's DER, when PHANTOM_FORWARD_CLIENT_CERT sends it to the API. */
-  partnerCertificate: (() => Buffer | undefined) | undefined;
-  /** The partner certificate's DER, whatever the setting: the access line names its subject and issuer. */
+  /** The partner certificate's DER: for the API with PHANTOM_FORWARD_CLIENT_CERT, and the access line's names. */
   partnerDer: (() => Buffer | undefined) | undefined;
   /** The path the API receives (base path included, no query); set once the target is checked. */
   upstreamPath: string | undefined;
@@ -66,7 +64,6 @@ export function newRequestState(): RequestState {
     dpopProof: undefined,
     route: undefined,
     x5t: undefined,
-    partnerCertificate: undefined,
     partnerDer: undefined,
     upstreamPath: undefined,
     upstreamJwt: undefined,

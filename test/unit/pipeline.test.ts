@@ -52,7 +52,6 @@ function pipelineFor(answers: Record<string, Introspection>, requiredScopes: rea
   const senderConstraints = { mtls: true, dpop: false };
   const pipeline = requestPipeline({
     partners: partnerCertificates({ source: 'tls' }, () => ({}) as Config['tls']),
-    forwardClientCert: false,
     target: targetRules(API_METHODS, undefined, new URL('http://127.0.0.1:3000')),
     policy: () => defaultPolicy({ senderConstraints, requiredScopes }),
     metadataRule: undefined,
