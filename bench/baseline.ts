@@ -46,3 +46,5 @@ if (hooked) {
 app.all('/*', (request, reply) => reply.from(request.url.split('?', 1)[0] ?? '/', hooks as never));
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
 process.stdout.write('ready\n');
+// A normal exit on SIGTERM, so that --cpu-prof (BENCH_PROFILE_DIR) writes its profile.
+process.once('SIGTERM', () => process.exit(0));

@@ -17,7 +17,11 @@
 //
 // Settings: BENCH_WINDOWS (default 5), BENCH_SECONDS (per window, default 8),
 // BENCH_CONNECTIONS (default 50), BENCH_LOG_LEVEL (the sidecar's, default info: one access
-// line per request, to /dev/null), BENCH_PROFILE_DIR (write a V8 CPU profile of the sidecar).
+// line per request, to /dev/null), BENCH_PROFILE_DIR (write V8 CPU profiles of the sidecar and the bare proxy),
+// BENCH_PASSES (which passes to run, e.g. `1` or `1,5`; default all: for profiling one path),
+// BENCH_AGAINST (a checkout of another version, e.g. a `git worktree` of main with this
+// node_modules linked in: pass 7 runs it in the "bare" column next to this sidecar, to see what
+// a change costs or saves, measured at the same time).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -32,6 +36,7 @@ const root = new URL('..', import.meta.url).pathname;
 const windows = Number(process.env.BENCH_WINDOWS ?? 5);
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const passes = new Set((process.env.BENCH_PASSES ?? '1,2,3,4,5,6').split(',').map((pass) => pass.trim()));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 const children: ChildProcess[] = [];
@@ -162,10 +167,10 @@ async function main(): Promise<void> {
   await untilReady(pinned('0', [join(root, 'bench/upstream.ts')], { PORT: String(upstreamPort) }), 'upstream');
   const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
   const barePort = await freePort();
-  const bare = await untilReady(pinned('0', [join(root, 'bench/baseline.ts')], { PORT: String(barePort), UPSTREAM_URL: upstreamUrl, TLS_CERT: tls.cert, TLS_KEY: tls.key, TLS_CLIENT_CA: tls.ca }), 'bare proxy');
+  const profile = process.env.BENCH_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR];
+  const bare = await untilReady(pinned('0', [...profile, join(root, 'bench/baseline.ts')], { PORT: String(barePort), UPSTREAM_URL: upstreamUrl, TLS_CERT: tls.cert, TLS_KEY: tls.key, TLS_CLIENT_CA: tls.ca }), 'bare proxy');
   const sidecarPort = await freePort();
   const adminPort = await freePort();
-  const profile = process.env.BENCH_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR];
   const sidecar = pinned('0', [...profile, join(root, 'src/main.ts')], sidecarEnv(pki, { listen: sidecarPort, admin: adminPort }, as.introspectionUrl, { PHANTOM_UPSTREAM_URL: upstreamUrl }), 'ignore');
   await sidecarReady(adminPort);
   const token = await partnerToken(as, 'partner-a', pki.partnerA, pki, 'accounts');
@@ -191,17 +196,22 @@ async function main(): Promise<void> {
   for (let i = 0; i < windows; i += 1) keepAlive.push(await window(pids, ports, token, 'keepalive', { connections, seconds }, clientTls));
   report(`1. cache hit, ${connections} keep-alive connections each, full speed`, keepAlive, 'µs/req');
 
-  const fresh: { bare: Side; sidecar: Side }[] = [];
-  for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) fresh.push(await window(pids, ports, token, 'connections', { connections: 8, seconds }, clientTls));
-  report('2. new connections: one request per TLS 1.3 handshake (EC P-256 client certificates), 8 at a time each', fresh, 'µs/conn');
+  if (passes.has('2')) {
+    const fresh: { bare: Side; sidecar: Side }[] = [];
+    for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) fresh.push(await window(pids, ports, token, 'connections', { connections: 8, seconds }, clientTls));
+    report('2. new connections: one request per TLS 1.3 handshake (EC P-256 client certificates), 8 at a time each', fresh, 'µs/conn');
+  }
 
-  const half = median(keepAlive.map((row) => row.bare.rps)) / 2;
-  const paced: { bare: Side; sidecar: Side }[] = [];
-  for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) paced.push(await window(pids, ports, token, 'keepalive', { connections, seconds, rate: half }, clientTls));
-  report(`3. cache hit at half the bare proxy's rate (${half.toFixed(0)} req/s each)`, paced, 'µs/req');
-  const extra = paced.map((row) => row.sidecar.p99 - row.bare.p99);
-  say(`p99 latency sidecar − bare at that rate: median ${median(extra).toFixed(2)} ms (${Math.min(...extra).toFixed(2)} to ${Math.max(...extra).toFixed(2)})`);
-  if (nginxAvailable()) await decisionPath(pki, as.introspectionUrl, upstreamUrl, token, clientTls, report);
+  if (passes.has('3')) {
+    const half = median(keepAlive.map((row) => row.bare.rps)) / 2;
+    const paced: { bare: Side; sidecar: Side }[] = [];
+    for (let i = 0; i < Math.max(3, Math.ceil(windows / 2)); i += 1) paced.push(await window(pids, ports, token, 'keepalive', { connections, seconds, rate: half }, clientTls));
+    report(`3. cache hit at half the bare proxy's rate (${half.toFixed(0)} req/s each)`, paced, 'µs/req');
+    const extra = paced.map((row) => row.sidecar.p99 - row.bare.p99);
+    say(`p99 latency sidecar − bare at that rate: median ${median(extra).toFixed(2)} ms (${Math.min(...extra).toFixed(2)} to ${Math.max(...extra).toFixed(2)})`);
+  }
+  if (!passes.has('4')) say('\n4. decision path: not asked for (BENCH_PASSES)');
+  else if (nginxAvailable()) await decisionPath(pki, as.introspectionUrl, upstreamUrl, token, clientTls, report);
   else say('\n4. decision path: skipped, nginx is not installed');
   await floorAndTracing({ pki, as: as.introspectionUrl, upstreamUrl, token, clientTls, tls, bare: pids.bare, barePort, sidecar: pids.sidecar, sidecarPort, report });
   say(`\nintrospection calls at the AS during the run: ${as.requests.get('/token/introspection') ?? 0}`);
@@ -214,6 +224,27 @@ async function main(): Promise<void> {
  * same sidecar with tracing off, both at once.
  */
 async function floorAndTracing(run: { pki: Pki; as: string; upstreamUrl: string; token: string; clientTls: Record<string, string>; tls: Record<string, string>; bare: number; barePort: number; sidecar: number; sidecarPort: number; report: (title: string, rows: { bare: Side; sidecar: Side }[], unit: string) => unknown }): Promise<void> {
+  if (passes.has('5')) await floorPass(run);
+  if (passes.has('6')) await tracingPass(run);
+  if (process.env.BENCH_AGAINST !== undefined) await againstPass(run, process.env.BENCH_AGAINST);
+}
+
+/** 7. This sidecar ("sidecar" column) next to another version of it ("bare" column), both at once. */
+async function againstPass(run: PassRun, checkout: string): Promise<void> {
+  const port = await freePort();
+  const admin = await freePort();
+  const other = pinned('0', [join(checkout, 'src/main.ts')], sidecarEnv(run.pki, { listen: port, admin }, run.as, { PHANTOM_UPSTREAM_URL: run.upstreamUrl }), 'ignore');
+  await sidecarReady(admin);
+  const rows: { bare: Side; sidecar: Side }[] = [];
+  await window({ bare: other.pid ?? 0, sidecar: run.sidecar }, { bare: port, sidecar: run.sidecarPort }, run.token, 'keepalive', { connections, seconds: 5 }, run.clientTls);
+  for (let i = 0; i < windows; i += 1) rows.push(await window({ bare: other.pid ?? 0, sidecar: run.sidecar }, { bare: port, sidecar: run.sidecarPort }, run.token, 'keepalive', { connections, seconds }, run.clientTls));
+  run.report(`7. this sidecar ("sidecar" column) next to the one at ${checkout} ("bare" column), cache hit, ${connections} keep-alive connections each`, rows, 'µs/req');
+  other.kill('SIGTERM');
+}
+
+type PassRun = Parameters<typeof floorAndTracing>[0];
+
+async function floorPass(run: PassRun): Promise<void> {
   const floorPort = await freePort();
   const floor = await untilReady(pinned('0', [join(root, 'bench/baseline.ts')], { PORT: String(floorPort), UPSTREAM_URL: run.upstreamUrl, TLS_CERT: run.tls.cert ?? '', TLS_KEY: run.tls.key ?? '', TLS_CLIENT_CA: run.tls.ca ?? '', BASELINE_HOOKS: '1' }), 'floor proxy');
   const rows: { bare: Side; sidecar: Side }[] = [];
@@ -221,7 +252,9 @@ async function floorAndTracing(run: { pki: Pki; as: string; upstreamUrl: string;
   for (let i = 0; i < windows; i += 1) rows.push(await window({ bare: run.bare, sidecar: floor.pid ?? 0 }, { bare: run.barePort, sidecar: floorPort }, run.token, 'keepalive', { connections, seconds }, run.clientTls));
   run.report(`5. the floor: the bare proxy with the sidecar's Fastify hooks doing nothing ("sidecar" column), next to the bare proxy, ${connections} keep-alive connections each`, rows, 'µs/req');
   floor.kill('SIGTERM');
+}
 
+async function tracingPass(run: PassRun): Promise<void> {
   // A sink for the spans: answers every OTLP export at once.
   const { createServer } = await import('node:http');
   const sink = createServer((req, res) => req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()));
