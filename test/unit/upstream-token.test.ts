@@ -4,7 +4,7 @@ import { createLocalJWKSet, decodeJwt, jwtVerify, SignJWT } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
 import { InvalidToken } from '../../src/errors.ts';
 import type { JwtAlg } from '../../src/config/config.ts';
-import type { CacheEntry } from '../../src/introspection/cache.ts';
+import { cacheEntry, type CacheEntry } from '../../src/introspection/cache.ts';
 import { AuthorizationServerJwt, JwtMinter, mintedClaims } from '../../src/introspection/upstream-token.ts';
 
 const NOW = 1_800_000_000;
@@ -31,7 +31,7 @@ test('the minted exp never passes the opaque token\'s exp', () => {
   assert.throws(() => mintedClaims({ exp: NOW }, settings, NOW), InvalidToken);
 });
 
-const entry = (exp = NOW + 600): CacheEntry => ({ introspection: { active: true, claims: { client_id: 'c', exp, cnf: { 'x5t#S256': 'abc' } } } });
+const entry = (exp = NOW + 600): CacheEntry => cacheEntry({ active: true, claims: { client_id: 'c', exp, cnf: { 'x5t#S256': 'abc' } } });
 
 for (const alg of ['ES256', 'PS256', 'EdDSA'] as const) {
   test(`${alg}: a typ at+jwt with kid that verifies against the published JWKS`, async () => {
@@ -62,16 +62,30 @@ test('the minted JWT is kept with the entry and reused while fresh', async () =>
   assert.equal(decodeJwt(later).exp, NOW + 56 + 60);
 });
 
+test('the entry keeps the JWT once, without the header every JWT of the minter shares; the synchronous path gives back the very JWT signed', async () => {
+  const minter = await JwtMinter.create(settings);
+  const cached = entry();
+  const signed = await minter.jwtFor(cached, NOW);
+  await new Promise((resolve) => setImmediate(resolve));
+  const kept = cached.upstreamJwt?.signed ?? '';
+  const header = signed.slice(0, signed.indexOf('.') + 1);
+  assert.equal(kept, signed.slice(header.length), 'the payload and signature, not the header');
+  assert.equal(cached.upstreamJwt?.jwt, undefined, 'the settled signature is not held');
+  assert.equal(minter.readyJwtFor(cached, NOW + 10), signed);
+  await jwtVerify(minter.readyJwtFor(cached, Math.floor(Date.now() / 1000)) ?? '', createLocalJWKSet(minter.jwks), { typ: 'at+jwt' });
+  assert.equal(minter.readyJwtFor(cached, NOW + 56), undefined, 'none when it is about to expire');
+});
+
 test('the sidecar never mints for an inactive answer', async () => {
   const minter = await JwtMinter.create(settings);
-  assert.throws(() => minter.jwtFor({ introspection: { active: false } }, NOW));
+  assert.throws(() => minter.jwtFor(cacheEntry({ active: false }), NOW));
 });
 
 test('as-jwt: the authorization server\'s JWT is forwarded unchanged', async () => {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwt = await new SignJWT({ sub: 's' }).setProtectedHeader({ alg: 'ES256' }).sign(privateKey);
   const source = new AuthorizationServerJwt();
-  assert.equal(await source.jwtFor({ introspection: { active: true, claims: {}, jwt } }), jwt);
-  await assert.rejects(source.jwtFor({ introspection: { active: true, claims: {} } }));
+  assert.equal(await source.jwtFor(cacheEntry({ active: true, claims: {}, jwt })), jwt);
+  await assert.rejects(source.jwtFor(cacheEntry({ active: true, claims: {} })));
   assert.deepEqual(source.jwks, { keys: [] });
 });
