@@ -9,7 +9,9 @@
 //   - 1,000,000 random tokens from partner B: alive, RSS and the cgroup's peak and failed
 //     charges, AS calls, and partner A's token, used all along, still a cache hit.
 // The AS is a scripted HTTPS one (it must answer 100,000 distinct tokens fast). Settings:
-// MEMORY_TOKENS (100000), MEMORY_RANDOM (1000000), MEMORY_CONCURRENCY (64), MEMORY_LIMIT_MB (256).
+// MEMORY_TOKENS (100000), MEMORY_RANDOM (1000000), MEMORY_CONCURRENCY (64), MEMORY_LIMIT_MB (256),
+// MEMORY_SNAPSHOT_DIR (heap snapshots of the idle sidecar and bare proxy there, to see what each holds),
+// MEMORY_SMAPS=1 (their idle RSS by mapping: the node binary, the malloc heap, anonymous memory).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
@@ -72,10 +74,42 @@ function start(args: string[], env: NodeJS.ProcessEnv, group: { dir: string } | 
   return spawn('sh', ['-c', command], { env: { ...env, PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
+/** An anonymous mapping by its size: glibc's thread arenas reserve 64 MiB (or 128 MiB), V8's heap 256 KiB pages. */
+function anonymousKind(header: string): string {
+  const [start, end] = (header.split(' ')[0] ?? '').split('-').map((hex) => Number.parseInt(hex, 16));
+  const mib = ((end ?? 0) - (start ?? 0)) / 1048576;
+  return mib >= 60 ? 'anonymous >= 60 MiB (malloc arenas)' : mib >= 8 ? 'anonymous 8-60 MiB' : 'anonymous < 8 MiB';
+}
+
+/** RSS by kind of mapping, MB: the file it maps (its base name), [heap], or anonymous (by size). */
+function rssByMapping(pid: number | undefined): string {
+  const totals = new Map<string, number>();
+  let current = 'anonymous';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header !== null) current = header[1] === '' || header[1] === undefined ? anonymousKind(line) : (header[1].split('/').at(-1) ?? header[1]);
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss !== null) totals.set(current, (totals.get(current) ?? 0) + Number(rss[1]) / 1024);
+  }
+  return [...totals].filter(([, mb]) => mb >= 0.5).sort((a, b) => b[1] - a[1]).map(([name, mb]) => `${name} ${mb.toFixed(1)}`).join(', ');
+}
+
 const rssMb = (pid: number | undefined): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
-/** Heap used after a full GC, read over the inspector (opened by SIGUSR1 on --inspect-port). */
+interface AfterGc {
+  heapMb: number;
+  /** process.memoryUsage() in the process, MB: where its RSS goes. */
+  usage: Record<string, number>;
+}
+
+const usageText = (usage: Record<string, number>): string => Object.entries(usage).map(([name, mb]) => `${name} ${mb.toFixed(1)}`).join(', ');
+
 async function heapAfterGcMb(child: ChildProcess, inspectPort: number): Promise<number> {
+  return (await afterGc(child, inspectPort)).heapMb;
+}
+
+/** Heap used after a full GC, and the process's own memory figures, read over the inspector (opened by SIGUSR1 on --inspect-port). */
+async function afterGc(child: ChildProcess, inspectPort: number): Promise<AfterGc> {
   child.kill('SIGUSR1');
   let targets: { webSocketDebuggerUrl: string }[] = [];
   for (let attempt = 0; attempt < 50 && targets.length === 0; attempt += 1) {
@@ -103,8 +137,10 @@ async function heapAfterGcMb(child: ChildProcess, inspectPort: number): Promise<
   await send('HeapProfiler.collectGarbage');
   await send('HeapProfiler.collectGarbage');
   const { usedSize } = (await send('Runtime.getHeapUsage')) as { usedSize: number };
+  const evaluated = (await send('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })) as { result?: { value?: string } };
   socket.close();
-  return usedSize / 1048576;
+  const usage = Object.fromEntries(Object.entries(JSON.parse(evaluated.result?.value ?? '{}') as Record<string, number>).map(([name, bytes]) => [name, bytes / 1048576]));
+  return { heapMb: usedSize / 1048576, usage };
 }
 
 const pki = makePki();
@@ -151,7 +187,10 @@ async function ready(check: () => Promise<boolean>): Promise<void> {
 // 2. The bare proxy, idle, under the same limit.
 const bareGroup = memoryCgroup('phantom-bench-bare');
 const barePort = await freePort();
-const bare = start([join(out, 'baseline/baseline.js')], { TLS_CERT: pki.path('server.pem'), TLS_KEY: pki.path('server.key'), TLS_CLIENT_CA: pki.path('ca.pem'), UPSTREAM_URL: upstream.url, PORT: String(barePort) }, bareGroup);
+const snapshots = process.env.MEMORY_SNAPSHOT_DIR;
+const snapshotFlags = snapshots === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshots}`];
+const bareInspect = await freePort();
+const bare = start([`--inspect-port=127.0.0.1:${bareInspect}`, ...snapshotFlags, join(out, 'baseline/baseline.js')], { TLS_CERT: pki.path('server.pem'), TLS_KEY: pki.path('server.key'), TLS_CLIENT_CA: pki.path('ca.pem'), UPSTREAM_URL: upstream.url, PORT: String(barePort) }, bareGroup);
 await ready(() => send(barePort, pki.partnerA, 1, () => 'x').then((s) => s.has(200)));
 await send(barePort, pki.partnerA, 200, (i) => `warm-${i}`);
 await pause(2000);
@@ -162,16 +201,26 @@ const group = memoryCgroup('phantom-bench-sidecar');
 const port = await freePort();
 const adminPort = await freePort();
 const inspectPort = await freePort();
-const sidecar = start([`--inspect-port=127.0.0.1:${inspectPort}`, join(out, 'main.js')], { ...baseEnv(pki, upstream.url, fake.url), PHANTOM_LISTEN_PORT: String(port), PHANTOM_ADMIN_PORT: String(adminPort), PHANTOM_CACHE_MAX_TTL_S: '3600', PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000', PHANTOM_LOG_LEVEL: 'warn' }, group);
+const sidecar = start([`--inspect-port=127.0.0.1:${inspectPort}`, ...snapshotFlags, join(out, 'main.js')], { ...baseEnv(pki, upstream.url, fake.url), PHANTOM_LISTEN_PORT: String(port), PHANTOM_ADMIN_PORT: String(adminPort), PHANTOM_CACHE_MAX_TTL_S: '3600', PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000', PHANTOM_LOG_LEVEL: 'warn' }, group);
 await ready(() => fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false));
 await send(port, pki.partnerA, 200, (i) => `ok-warm-${i}`);
 await pause(2000);
 const idle = rssMb(sidecar.pid);
+if (process.env.MEMORY_SMAPS === '1') say(`  idle RSS by mapping (MB): sidecar ${rssByMapping(sidecar.pid)}; bare ${rssByMapping(bare.pid)}`);
 say(`bench:memory: as the image runs it (node dist/main.js), default cache settings, ${group === undefined ? 'no memory cgroup on this machine' : `a memory cgroup of ${limitMb} MiB (cgroup v${group.version})`}, a scripted AS`);
 say(`  idle RSS after start and 200 requests: sidecar ${idle.toFixed(1)} MB, bare Fastify + reply-from proxy ${bareIdle.toFixed(1)} MB: ratio ${(idle / bareIdle).toFixed(3)} (target <= 1.10)`);
+if (snapshots !== undefined) {
+  sidecar.kill('SIGUSR2');
+  bare.kill('SIGUSR2');
+  await pause(5000);
+}
+// After the RSS readings: the inspector these open costs memory of its own.
+const bareAfterGc = await afterGc(bare, bareInspect);
+const sidecarAfterGc = await afterGc(sidecar, inspectPort);
+say(`  idle, after a full GC (MB): sidecar ${usageText(sidecarAfterGc.usage)}; bare ${usageText(bareAfterGc.usage)}`);
 bare.kill('SIGTERM');
 
-const heapBefore = await heapAfterGcMb(sidecar, inspectPort);
+const heapBefore = sidecarAfterGc.heapMb;
 const hotToken = 'ok-partner-a-hot';
 const started = Date.now();
 const active = await send(port, pki.partnerA, tokens, (i) => (i % 100 === 0 ? hotToken : `ok-${i}`));

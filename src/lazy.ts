@@ -15,6 +15,8 @@ function once<T>(load: () => T): () => T {
 export const ioredis = once(() => require('ioredis') as typeof import('ioredis'));
 /** yaml: with PHANTOM_POLICY_FILE only. */
 export const yaml = once(() => require('yaml') as typeof import('yaml'));
+/** fastest-levenshtein: only to suggest a name for a mistyped PHANTOM_* variable (it allocates 256 KB as it loads). */
+export const levenshtein = once(() => require('fastest-levenshtein') as typeof import('fastest-levenshtein'));
 /** The ASN.1 readers: with CRLs, or certificates from a gateway's header. */
 export const asn1Schema = once(() => require('@peculiar/asn1-schema') as typeof import('@peculiar/asn1-schema'));
 export const asn1X509 = once(() => require('@peculiar/asn1-x509') as typeof import('@peculiar/asn1-x509'));

@@ -2,7 +2,8 @@
 // The access line is built field by field from values the pipeline chose to expose, so a
 // token, a JWT, a secret or a key cannot reach it by accident; the redact paths below are
 // a second belt for anything logged with a request or error object attached.
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { growingLru } from './growing-lru.ts';
 import { pino, type Logger } from 'pino';
 import type { LogLevel } from './config/config.ts';
 import type { RefusalReason } from './reasons.ts';
@@ -200,7 +201,7 @@ export class LogThrottle {
   constructor(intervalMs: number, now: () => number = Date.now, maxKeys = 10_000) {
     this.#intervalMs = intervalMs;
     this.#now = now;
-    this.#last = new LRUCache({ max: maxKeys });
+    this.#last = growingLru(maxKeys);
   }
 
   /** The count held back since the last line of this key, when a line may go out now; else undefined. */

@@ -1,13 +1,14 @@
 // Keys seen within their lifetime, in this process, bounded: the one store of DPoP proof jtis
 // and Shared Signals SET jtis (the fleet puts Redis behind both). Past `max` the oldest go
 // first, so a flood can shorten how long a key is remembered, never grow memory.
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { growingLru } from './growing-lru.ts';
 
 export class SeenSet {
   readonly #seen: LRUCache<string, true>;
 
   constructor(max: number) {
-    this.#seen = new LRUCache<string, true>({ max, ttlAutopurge: false });
+    this.#seen = growingLru<string, true>(max, { ttlAutopurge: false });
   }
 
   has(key: string): boolean {

@@ -1,7 +1,8 @@
 // How the introspection answer is asked for (the Accept header) and read. RFC 7662 JSON; the
 // AS's own JWT for the phantom-token mode (Curity, Keycloak); RFC 9701 signed answers come in
 // signed-answer.ts. Every fault is the AS's: an AuthorizationServerUnavailable.
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import { decodeJwt } from 'jose/jwt/decode';
 import { AuthorizationServerUnavailable } from '../errors.ts';
 import { isRecord } from '../json.ts';
 import { malformed, parseClaims, parseIntrospectionJson, parseJson, type Introspection } from '../introspection/answer.ts';

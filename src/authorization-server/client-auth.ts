@@ -3,7 +3,9 @@
 // fresh private_key_jwt assertion) or a client certificate on the connection (RFC 8705
 // tls_client_auth and self_signed_tls_client_auth).
 import { createHash, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
-import { SignJWT, calculateJwkThumbprint, type JWK } from 'jose';
+import type { JWK } from 'jose';
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
+import { SignJWT } from 'jose/jwt/sign';
 import type { Logger } from 'pino';
 import { readClientCertificate, type Config, type JwtAlg } from '../config/config.ts';
 import { WatchedFiles } from '../config/watched-files.ts';

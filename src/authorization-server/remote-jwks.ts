@@ -1,7 +1,8 @@
 // jose's remote JWKS over an undici dispatcher that trusts the configured CA: the one way the
 // sidecar fetches an issuer's keys (the AS's for signed answers, a transmitter's for SETs).
 // An unknown kid refetches the set at most once per cooldown.
-import { createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch } from 'jose/jwks/remote';
 import { fetch, type Dispatcher } from 'undici';
 
 export function remoteKeySet(url: URL, dispatcher: Dispatcher, options: { cooldownSeconds?: number; timeoutMs?: number } = {}): JWTVerifyGetKey {

@@ -2,7 +2,9 @@
 // server: asked for with Accept: application/token-introspection+jwt and accepted only as a
 // JWS by a key of the AS's JWKS, with pinned algorithms, typ, iss, aud = our client id and a
 // fresh iat; the RFC 7662 answer is read from `token_introspection` by the JSON rules.
-import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
+import * as errors from 'jose/errors';
+import { jwtVerify } from 'jose/jwt/verify';
 import type { Dispatcher } from 'undici';
 import { remoteKeySet } from './remote-jwks.ts';
 import { AuthorizationServerUnavailable } from '../errors.ts';

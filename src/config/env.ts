@@ -2,7 +2,7 @@
 // naming the variable, never quoting a secret), and the list of every variable the sidecar
 // knows, so that a misspelt one stops the start instead of silently leaving a check off.
 import { readFileSync } from 'node:fs';
-import { closest } from 'fastest-levenshtein';
+import { levenshtein } from '../lazy.ts';
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -143,7 +143,7 @@ export function unknownVariables(env: Env): ConfigError[] {
   return Object.keys(env)
     .sort()
     .filter((name) => name.startsWith('PHANTOM_') && !KNOWN_VARIABLES.has(name))
-    .map((name) => new ConfigError(name, `is not a known setting (did you mean ${closest(name, known)}?)`));
+    .map((name) => new ConfigError(name, `is not a known setting (did you mean ${levenshtein().closest(name, known)}?)`));
 }
 
 /** A PHANTOM_* variable nobody reads is a typo until proven otherwise: refuse to start. */

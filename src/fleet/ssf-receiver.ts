@@ -5,7 +5,9 @@
 // events then drop every cached answer of their subject on every pod. 202 once applied; 400
 // with {err, description} for a SET that does not check out; 503 when the fleet cannot take
 // it (the transmitter retries; an event is never acknowledged and then lost).
-import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
+import * as errors from 'jose/errors';
+import { jwtVerify } from 'jose/jwt/verify';
 import { request, type Agent } from 'undici';
 import { verifiedAgent } from '../authorization-server/outbound.ts';
 import type { Logger } from 'pino';

@@ -3,6 +3,7 @@
 // Keys are SHA-256 of the token, so a heap dump holds no usable token.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { growingLru } from '../growing-lru.ts';
 import type { Config } from '../config/config.ts';
 import type { CacheOutcome } from '../log.ts';
 import type { Introspection, Introspector } from './answer.ts';
@@ -156,8 +157,9 @@ export class IntrospectionCache {
   // without them the subject index would only cost memory.
   readonly #revocable: boolean;
   // Subjects revoked within the last REVOCATION_MEMORY_MS, and when: an answer that was already
-  // on its way when its subject was revoked must not be kept, nor used.
-  readonly #recentlyRevoked = new LRUCache<string, number>({ max: 100_000, ttl: REVOCATION_MEMORY_MS, ttlAutopurge: false });
+  // on its way when its subject was revoked must not be kept, nor used. Made at the first
+  // revocation, and growing as it fills.
+  #recentlyRevoked: LRUCache<string, number> | undefined;
 
   constructor(introspector: Introspector, settings: Config['cache'], now: () => number = Date.now, fleet?: FleetLevel, revocable = fleet !== undefined) {
     this.#introspector = introspector;
@@ -288,16 +290,18 @@ export class IntrospectionCache {
   }
 
   #revokedSince(introspection: Introspection, key: string, since: number): boolean {
-    if (!this.#revocable || this.#recentlyRevoked.size === 0) return false;
-    return subjectsOf(introspection, key).some((subject) => (this.#recentlyRevoked.get(subject) ?? Number.NEGATIVE_INFINITY) >= since);
+    const revoked = this.#recentlyRevoked;
+    if (revoked === undefined || revoked.size === 0) return false;
+    return subjectsOf(introspection, key).some((subject) => (revoked.get(subject) ?? Number.NEGATIVE_INFINITY) >= since);
   }
 
   /** Drops every answer a revocation names; returns how many. */
   invalidate(subjects: readonly string[]): number {
     let dropped = 0;
     const now = this.#now();
+    if (this.#revocable) this.#recentlyRevoked ??= growingLru<string, number>(100_000, { ttl: REVOCATION_MEMORY_MS, ttlAutopurge: false });
     for (const subject of subjects) {
-      if (this.#revocable) this.#recentlyRevoked.set(subject, now);
+      this.#recentlyRevoked?.set(subject, now);
       const own = tokenKeyOf(subject);
       const keys = own !== undefined ? [own] : [...(this.#bySubject.get(subject) ?? [])];
       for (const key of keys) {

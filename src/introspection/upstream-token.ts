@@ -3,7 +3,9 @@
 // supplied it with the introspection answer. Either way it is kept with the cache entry, so
 // a cache hit signs nothing.
 import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
-import { SignJWT, calculateJwkThumbprint, type JWK } from 'jose';
+import type { JWK } from 'jose';
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
+import { SignJWT } from 'jose/jwt/sign';
 import { InternalError, InvalidToken } from '../errors.ts';
 import type { JwtAlg, MintConfig } from '../config/config.ts';
 import type { CacheEntry, UpstreamJwt } from './cache.ts';

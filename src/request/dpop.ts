@@ -4,7 +4,13 @@
 // sidecar asks for them, and a jti never seen before. The key's RFC 7638 thumbprint comes back,
 // to be compared with the token's cnf.jkt in the binding stage.
 import { createHash, createHmac } from 'node:crypto';
-import { EmbeddedJWK, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
+import type { JWK } from 'jose';
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import * as errors from 'jose/errors';
+import { EmbeddedJWK } from 'jose/jwk/embedded';
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
+import { decodeJwt } from 'jose/jwt/decode';
+import { jwtVerify } from 'jose/jwt/verify';
 import { InvalidDpopProof, UseDpopNonce } from '../errors.ts';
 import type { DpopConfig } from '../config/config.ts';
 import { sameText } from '../constant-time.ts';

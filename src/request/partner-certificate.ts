@@ -6,7 +6,8 @@
 // only as good as the ingress. On any other connection the header is ignored (and never
 // forwarded), so a partner who reaches the sidecar directly cannot speak for another.
 import { X509Certificate, createHash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { growingLru } from '../growing-lru.ts';
 import { InvalidToken } from '../errors.ts';
 import type { RequestState } from './state.ts';
 import type { ClientCertSource } from '../config/config.ts';
@@ -155,7 +156,7 @@ const verdicts = new WeakMap<TlsMaterial, LRUCache<string, { certificate: Partne
 function verifiedOf(material: TlsMaterial): LRUCache<string, { certificate: PartnerCertificate; until: number }> {
   let cache = verdicts.get(material);
   if (cache === undefined) {
-    cache = new LRUCache({ max: 10_000 });
+    cache = growingLru(10_000);
     verdicts.set(material, cache);
   }
   return cache;

@@ -2,7 +2,8 @@
 // introspections of tokens the cache does not know (at most so many at once, queued briefly),
 // and failures (tokens and DPoP proofs that prove invalid: token fishing, cache churn).
 // Counted by the certificate's x5t#S256, which the handshake has already verified.
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { growingLru } from '../growing-lru.ts';
 import { RequestRejected } from '../errors.ts';
 import type { IntrospectionTicket } from '../introspection/cache.ts';
 import type { Config } from '../config/config.ts';
@@ -41,7 +42,7 @@ export class PartnerLimits {
     this.#limits = limits;
     this.#now = now;
     this.#queueTimeoutMs = queueTimeoutMs;
-    this.#failures = new LRUCache<string, FailureWindow>({ max: MAX_TRACKED_PARTNERS });
+    this.#failures = growingLru<string, FailureWindow>(MAX_TRACKED_PARTNERS);
   }
 
   /**
