@@ -113,9 +113,12 @@ export function upstreamRequestHeaders(clientHeaders: IncomingHttpHeaders, own: 
 // What the API says about itself is not the partner's business.
 const API_ONLY = new Set(['server', 'x-powered-by', 'x-fapi-interaction-id']);
 
+const NO_OPTIONS: readonly string[] = [];
+
 /** The names an HTTP message lists in its own Connection header: hop-by-hop for that message. */
-function connectionOptions(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
+function connectionOptions(value: string | string[] | undefined): readonly string[] {
+  // What nearly every API sends: no option naming another header (keep-alive is hop-by-hop itself).
+  if (value === undefined || value === 'keep-alive' || value === 'close') return NO_OPTIONS;
   return (Array.isArray(value) ? value.join(',') : value).split(',').map((name) => name.trim().toLowerCase()).filter(Boolean);
 }
 

@@ -54,7 +54,8 @@ export class RequestTracker {
     const socket = request.raw.socket;
     this.#serving.set(socket, state);
     if (this.#tracing !== undefined) state.trace = this.#tracing.startRequest(request.raw.headers, requestAttributes(request));
-    reply.raw.once('close', () => {
+    // 'close' comes once per response: on() spares the wrapper once() makes per request.
+    reply.raw.on('close', () => {
       if (this.#serving.get(socket) === state) this.#serving.delete(socket);
       endRequest(state);
       const sentStatus = reply.raw.headersSent ? reply.raw.statusCode : undefined;
