@@ -18,6 +18,21 @@ function segmentsOf(path: string): string[] {
   return segments;
 }
 
+// A rule's pattern split once, not on every request it is tried for. Patterns come from the
+// policy file alone; the bound only matters across many reloads.
+const PATTERNS_MAX = 10_000;
+const patterns = new Map<string, readonly string[]>();
+
+function patternSegments(pattern: string): readonly string[] {
+  let segments = patterns.get(pattern);
+  if (segments === undefined) {
+    if (patterns.size >= PATTERNS_MAX) patterns.clear();
+    segments = segmentsOf(pattern);
+    patterns.set(pattern, segments);
+  }
+  return segments;
+}
+
 /**
  * Whether the path the API receives falls under a rule's path: exact, prefix (a trailing `/`:
  * the path itself and everything under it), {param} (one non-empty segment). A trailing slash
@@ -26,7 +41,9 @@ function segmentsOf(path: string): string[] {
  */
 export function pathMatches(pattern: string, path: string, foldCase = false): boolean {
   const prefix = pattern.endsWith('/');
-  const want = segmentsOf(foldCase ? pattern.toLowerCase() : pattern);
+  const want = patternSegments(foldCase ? pattern.toLowerCase() : pattern);
+  // A prefix rule for `/` covers every path: there is nothing to compare.
+  if (prefix && want.length === 0) return true;
   const have = segmentsOf(foldCase ? path.toLowerCase() : path);
   if (prefix ? have.length < want.length : have.length !== want.length) return false;
   for (let i = 0; i < want.length; i += 1) {

@@ -48,6 +48,8 @@ function refuse(detail: string): never {
 
 /** `%F2` is a well-formed escape but no UTF-8: routers and reply-from (decodeURIComponent) throw on it. */
 function decodesAsUtf8(path: string): boolean {
+  // Without an escape there is nothing to decode, and nothing can fail.
+  if (!path.includes('%')) return true;
   try {
     decodeURIComponent(path);
     return true;
@@ -73,9 +75,12 @@ export function upstreamPathOf(target: string, rules: Pick<TargetRules, 'basePat
   const path = queryStart === -1 ? target : target.slice(0, queryStart);
   const query = queryStart === -1 ? '' : target.slice(queryStart + 1);
   if (!PATH_CHARS.test(path)) refuse('path_characters');
-  if (BAD_ESCAPE.test(path) || BAD_ESCAPE.test(query) || !decodesAsUtf8(path)) refuse('bad_escape');
-  if (ENCODED_SEPARATOR.test(path)) refuse('encoded_separator');
-  if (!QUERY_CHARS.test(query) || ENCODED_NUL.test(query)) refuse('query_characters');
+  // Every escape rule starts at a `%`: a target without one (most of them) skips those scans.
+  const pathEscaped = path.includes('%');
+  const queryEscaped = query.includes('%');
+  if ((pathEscaped && BAD_ESCAPE.test(path)) || (queryEscaped && BAD_ESCAPE.test(query)) || !decodesAsUtf8(path)) refuse('bad_escape');
+  if (pathEscaped && ENCODED_SEPARATOR.test(path)) refuse('encoded_separator');
+  if (!QUERY_CHARS.test(query) || (queryEscaped && ENCODED_NUL.test(query))) refuse('query_characters');
   // reply-from refuses these as traversal too; refusing them here keeps one rule and one reason.
   if (path.includes('/..') || path.includes('../')) refuse('dot_segment');
   const segments = path.split('/');
