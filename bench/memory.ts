@@ -9,7 +9,7 @@
 //   - 1,000,000 random tokens from partner B: alive, RSS and the cgroup's peak and failed
 //     charges, AS calls, and partner A's token, used all along, still a cache hit.
 // The AS is a scripted HTTPS one (it must answer 100,000 distinct tokens fast). Settings:
-// MEMORY_TOKENS (100000), MEMORY_RANDOM (1000000), MEMORY_CONCURRENCY (64), MEMORY_LIMIT_MB (256),
+// MEMORY_TOKENS (100000), MEMORY_RANDOM (1000000), MEMORY_CONCURRENCY (64), MEMORY_LIMIT_MB (256), MEMORY_WARM (200: requests before the idle reading),
 // MEMORY_SNAPSHOT_DIR (heap snapshots of the idle sidecar and bare proxy there, to see what each holds),
 // MEMORY_SMAPS=1 (their idle RSS by mapping: the node binary, the malloc heap, anonymous memory).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -27,6 +27,7 @@ const tokens = Number(process.env.MEMORY_TOKENS ?? 100_000);
 const random = Number(process.env.MEMORY_RANDOM ?? 1_000_000);
 const concurrency = Number(process.env.MEMORY_CONCURRENCY ?? 64);
 const limitMb = Number(process.env.MEMORY_LIMIT_MB ?? 256);
+const warm = Number(process.env.MEMORY_WARM ?? 200);
 const say = (text: string): void => void process.stdout.write(`${text}\n`);
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -192,7 +193,7 @@ const snapshotFlags = snapshots === undefined ? [] : ['--heapsnapshot-signal=SIG
 const bareInspect = await freePort();
 const bare = start([`--inspect-port=127.0.0.1:${bareInspect}`, ...snapshotFlags, join(out, 'baseline/baseline.js')], { TLS_CERT: pki.path('server.pem'), TLS_KEY: pki.path('server.key'), TLS_CLIENT_CA: pki.path('ca.pem'), UPSTREAM_URL: upstream.url, PORT: String(barePort) }, bareGroup);
 await ready(() => send(barePort, pki.partnerA, 1, () => 'x').then((s) => s.has(200)));
-await send(barePort, pki.partnerA, 200, (i) => `warm-${i}`);
+await send(barePort, pki.partnerA, warm, (i) => `warm-${i}`);
 await pause(2000);
 const bareIdle = rssMb(bare.pid);
 
@@ -203,12 +204,12 @@ const adminPort = await freePort();
 const inspectPort = await freePort();
 const sidecar = start([`--inspect-port=127.0.0.1:${inspectPort}`, ...snapshotFlags, join(out, 'main.js')], { ...baseEnv(pki, upstream.url, fake.url), PHANTOM_LISTEN_PORT: String(port), PHANTOM_ADMIN_PORT: String(adminPort), PHANTOM_CACHE_MAX_TTL_S: '3600', PHANTOM_MAX_CONCURRENT_PER_CLIENT: '1000', PHANTOM_LOG_LEVEL: 'warn' }, group);
 await ready(() => fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false));
-await send(port, pki.partnerA, 200, (i) => `ok-warm-${i}`);
+await send(port, pki.partnerA, warm, (i) => `ok-warm-${i}`);
 await pause(2000);
 const idle = rssMb(sidecar.pid);
 if (process.env.MEMORY_SMAPS === '1') say(`  idle RSS by mapping (MB): sidecar ${rssByMapping(sidecar.pid)}; bare ${rssByMapping(bare.pid)}`);
 say(`bench:memory: as the image runs it (node dist/main.js), default cache settings, ${group === undefined ? 'no memory cgroup on this machine' : `a memory cgroup of ${limitMb} MiB (cgroup v${group.version})`}, a scripted AS`);
-say(`  idle RSS after start and 200 requests: sidecar ${idle.toFixed(1)} MB, bare Fastify + reply-from proxy ${bareIdle.toFixed(1)} MB: ratio ${(idle / bareIdle).toFixed(3)} (target <= 1.10)`);
+say(`  idle RSS after start and ${warm} requests: sidecar ${idle.toFixed(1)} MB, bare Fastify + reply-from proxy ${bareIdle.toFixed(1)} MB: ratio ${(idle / bareIdle).toFixed(3)} (target <= 1.10)`);
 if (snapshots !== undefined) {
   sidecar.kill('SIGUSR2');
   bare.kill('SIGUSR2');

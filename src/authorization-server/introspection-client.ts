@@ -13,6 +13,8 @@ import type { AnswerFormat } from './answer-format.ts';
 import type { ClientAuthentication } from './client-auth.ts';
 import { inSpan, type Spans } from '../tracing/seam.ts';
 
+type IntrospectionSettings = Pick<Config['introspection'], 'ca' | 'timeoutMs' | 'connections'>;
+
 // An answer of more than this is not an introspection response.
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
@@ -60,12 +62,12 @@ interface PoolFor {
  * connection the AS closed.
  */
 export class IntrospectionClient implements Introspector {
-  readonly #settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>;
+  readonly #settings: IntrospectionSettings;
   readonly #parts: IntrospectionParts;
   readonly #spans: Spans | undefined;
   #current: PoolFor | undefined;
 
-  constructor(settings: Pick<Config['introspection'], 'ca' | 'timeoutMs'>, parts: IntrospectionParts, spans?: Spans) {
+  constructor(settings: IntrospectionSettings, parts: IntrospectionParts, spans?: Spans) {
     this.#settings = settings;
     this.#parts = parts;
     this.#spans = spans;
@@ -78,7 +80,7 @@ export class IntrospectionClient implements Introspector {
     if (this.#current?.key === key) return this.#current.pool;
     const previous = this.#current?.pool;
     const clientCertificate = tls.cert === undefined || tls.key === undefined ? undefined : { cert: tls.cert, key: tls.key };
-    const pool = verifiedPool(endpoint.origin, { ca: this.#settings.ca, timeoutMs: this.#settings.timeoutMs, ...(clientCertificate === undefined ? {} : { clientCertificate }) });
+    const pool = verifiedPool(endpoint.origin, { ca: this.#settings.ca, timeoutMs: this.#settings.timeoutMs, ...(clientCertificate === undefined ? {} : { clientCertificate }) }, this.#settings.connections);
     this.#current = { key, pool };
     // Calls under way on the old pool finish there; it closes once they have.
     void previous?.close().catch(() => undefined);

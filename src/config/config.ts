@@ -151,6 +151,8 @@ export interface Config {
     response: 'json' | 'jwt';
     ca: string | undefined;
     timeoutMs: number;
+    /** PHANTOM_INTROSPECTION_CONNECTIONS: kept-alive TLS connections to the introspection endpoint. */
+    connections: number;
   };
   cache: { maxEntries: number; maxTtlSeconds: number; negativeTtlSeconds: number; negativeMaxEntries: number; staleIfErrorSeconds: number };
   requireBinding: boolean;
@@ -533,6 +535,7 @@ function readIntrospection(env: EnvReader): Config['introspection'] {
     response,
     ca: caPath === undefined ? undefined : readCertificateFile('PHANTOM_INTROSPECTION_CA', caPath).pem,
     timeoutMs: env.integer('PHANTOM_INTROSPECTION_TIMEOUT_MS', 2000, 1, 60_000),
+    connections: env.integer('PHANTOM_INTROSPECTION_CONNECTIONS', 8, 1, 1024),
   };
 }
 

@@ -108,6 +108,7 @@ export const SETTINGS_GROUPS: readonly SettingsGroup[] = [
       {"names":["PHANTOM_AS_JWKS_COOLDOWN_S"],"fallback":"10","summary":"at most one such refetch per this many seconds, so a flood of unknown kids cannot hammer the AS"},
       {"names":["PHANTOM_INTROSPECTION_CA"],"fallback":"system CAs","summary":"PEM bundle trusted for the authorization server's TLS (introspection, metadata, JWKS)"},
       {"names":["PHANTOM_INTROSPECTION_TIMEOUT_MS"],"fallback":"2000","summary":"one deadline over the whole introspection exchange"},
+      {"names":["PHANTOM_INTROSPECTION_CONNECTIONS"],"fallback":"8","summary":"kept-alive TLS connections to the introspection endpoint, at most"},
       {"names":["PHANTOM_CACHE_MAX_ENTRIES"],"fallback":"10000","summary":"active answers held"},
       {"names":["PHANTOM_CACHE_MAX_TTL_S"],"fallback":"300","summary":"longest reuse of an introspection answer: the revocation window"},
       {"names":["PHANTOM_CACHE_NEGATIVE_TTL_S"],"fallback":"5","summary":"how long an active: false answer is remembered"},

@@ -25,7 +25,7 @@ const unavailable = (reason: string, detail?: string) => (error: unknown) =>
 
 const clientAt = (url: string, mode: 'mint' | 'as-jwt' = 'mint', overrides: { ca?: string; timeoutMs?: number } = {}) =>
   new IntrospectionClient(
-    { ca: 'ca' in overrides ? overrides.ca : pki.ca, timeoutMs: overrides.timeoutMs ?? 1000 },
+    { ca: 'ca' in overrides ? overrides.ca : pki.ca, timeoutMs: overrides.timeoutMs ?? 1000, connections: 8 },
     { endpoint: () => new URL(url), auth: clientSecretBasic('side:car', 's%cr t'), format: mode === 'as-jwt' ? asJwtAnswer : jsonAnswer },
   );
 const client = (mode: 'mint' | 'as-jwt' = 'mint', overrides: { ca?: string; timeoutMs?: number } = {}) => clientAt(fake.url, mode, overrides);
