@@ -44,12 +44,26 @@ export interface ListenerAppParts {
 }
 
 /** The request head as the pipeline must judge it: this request's, or the one a gateway asks about. */
-export type HeadOf = (request: FastifyRequest) => RequestHead;
+export type HeadOf = (request: FastifyRequest, headerNames: ReadonlySet<string>) => RequestHead;
+
+/**
+ * Every line of the named headers, apart (two Authorization headers are two). Node's
+ * headersDistinct would make an array for every header of every request; the pipeline reads
+ * two or three of them.
+ */
+export function linesOf(rawHeaders: readonly string[], names: ReadonlySet<string>): NodeJS.Dict<string[]> {
+  const lines: NodeJS.Dict<string[]> = {};
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] ?? '').toLowerCase();
+    if (names.has(name)) (lines[name] ??= []).push(rawHeaders[i + 1] ?? '');
+  }
+  return lines;
+}
 
 /** The request head in the pipeline's plain terms: the request itself. */
-export function ownHead(request: FastifyRequest): RequestHead {
+export function ownHead(request: FastifyRequest, headerNames: ReadonlySet<string>): RequestHead {
   const { raw } = request;
-  return { method: request.method, target: raw.url ?? '', headers: raw.headers, distinct: raw.headersDistinct, connection: raw.socket as TLSSocket };
+  return { method: request.method, target: raw.url ?? '', headers: raw.headers, distinct: linesOf(raw.rawHeaders, headerNames), connection: raw.socket as TLSSocket };
 }
 
 export function buildListenerApp(parts: ListenerAppParts, headOf: HeadOf): { app: FastifyInstance; server: HttpsServer } {
@@ -85,7 +99,7 @@ export function buildListenerApp(parts: ListenerAppParts, headOf: HeadOf): { app
     // The admission destroyed every unverified connection; this never lets one through if not.
     if (!socket.authorized) throw new InternalError('unverified_connection');
     admission.requestArrived(socket);
-    pipeline.admit(state, headOf(request));
+    pipeline.admit(state, headOf(request, pipeline.headerNames));
     done();
   });
   app.addHook('preHandler', (request, _reply, done) => {

@@ -128,6 +128,8 @@ function single(values: readonly string[] | undefined): string | undefined {
 
 export interface PartnerCertificates {
   of(socket: PeerConnection, headers: { distinct: NodeJS.Dict<string[]> }): PartnerCertificate;
+  /** The request headers `of` reads: none from the socket, the gateway's certificate headers from a header. */
+  readonly headerNames: readonly string[];
 }
 
 // The socket's own certificate, made once per connection: every request on it shares it.
@@ -163,7 +165,7 @@ function verifiedOf(material: TlsMaterial): LRUCache<string, { certificate: Part
 }
 
 export function partnerCertificates(source: ClientCertSource, material: () => TlsMaterial, now: () => number = Date.now, gatewaysOnly = false): PartnerCertificates {
-  if (source.source === 'tls') return { of: (socket) => socketCertificate(socket) };
+  if (source.source === 'tls') return { of: (socket) => socketCertificate(socket), headerNames: [] };
   const proxyCas = source.trustedProxyCa === undefined ? [] : pemCertificates('PHANTOM_TRUSTED_PROXY_CA', source.trustedProxyCa);
   const trusted = new WeakMap<PeerConnection, boolean>();
   const isTrustedProxy = (socket: PeerConnection): boolean => {
@@ -177,14 +179,15 @@ export function partnerCertificates(source: ClientCertSource, material: () => Tl
     }
     return known;
   };
+  const header = source.format === 'xfcc' ? 'x-forwarded-client-cert' : source.format === 'nginx' ? source.header : 'client-cert';
   return {
+    headerNames: source.format === 'rfc9440' ? [header, 'client-cert-chain'] : [header],
     of(socket, { distinct }) {
       // Not an ingress: whatever header it sent is not looked at, its own certificate counts.
       if (!isTrustedProxy(socket)) {
         if (gatewaysOnly) throw new InvalidToken('client_cert_invalid', 'not_a_gateway');
         return socketCertificate(socket);
       }
-      const header = source.format === 'xfcc' ? 'x-forwarded-client-cert' : source.format === 'nginx' ? source.header : 'client-cert';
       const value = single(distinct[header]);
       // The ingress's own certificate is never a partner's.
       if (value === undefined || value === '') throw new InvalidToken('client_cert_invalid', 'missing');

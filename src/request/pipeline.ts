@@ -38,6 +38,8 @@ export interface PipelineParts {
 }
 
 export interface RequestPipeline {
+  /** The request headers whose every line `admit` reads (`RequestHead.distinct` needs no others). */
+  readonly headerNames: ReadonlySet<string>;
   admit(state: RequestState, head: RequestHead): void;
   /**
    * `true` when decided at once (a cached answer with its JWT at hand), else the decision to
@@ -49,6 +51,7 @@ export interface RequestPipeline {
 export function requestPipeline(parts: PipelineParts): RequestPipeline {
   const routing = { target: parts.target, metadataRule: parts.metadataRule };
   return {
+    headerNames: new Set(['authorization', 'dpop', ...parts.partners.headerNames]),
     admit(state, head) {
       identifyPartner(state, head.connection, head.distinct, parts);
       checkMethod(head.method, parts.target);
