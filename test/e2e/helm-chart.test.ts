@@ -161,7 +161,7 @@ describe('what the chart renders', () => {
   test('resources from the measured figures; restricted security; spread over zones and nodes', () => {
     const pod = podSpec(byKind(ok(['ci/workload-values.yaml']), 'Deployment'));
     const sidecar = pod.initContainers?.[0];
-    assert.equal(sidecar?.resources?.requests?.memory, '192Mi');
+    assert.equal(sidecar?.resources?.requests?.memory, '160Mi');
     assert.equal(sidecar?.resources?.limits?.memory, '256Mi');
     for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
       assert.equal(container.securityContext?.readOnlyRootFilesystem, true, container.name);
