@@ -216,17 +216,18 @@ async function main(): Promise<void> {
   if (!passes.has('4')) say('\n4. decision path: not asked for (BENCH_PASSES)');
   else if (nginxAvailable()) await decisionPath(pki, as.introspectionUrl, upstreamUrl, token, clientTls, report);
   else say('\n4. decision path: skipped, nginx is not installed');
-  await floorAndTracing({ pki, as: as.introspectionUrl, upstreamUrl, token, clientTls, tls, bare: pids.bare, barePort, sidecar: pids.sidecar, sidecarPort, report });
+  await laterPasses({ pki, as: as.introspectionUrl, upstreamUrl, token, clientTls, tls, bare: pids.bare, barePort, sidecar: pids.sidecar, sidecarPort, report });
   say(`\nintrospection calls at the AS during the run: ${as.requests.get('/token/introspection') ?? 0}`);
   await as.stop();
 }
 
 /**
- * 5. The floor: the bare proxy with the sidecar's Fastify hooks present and doing nothing,
- * next to the bare proxy. 6. Tracing on at a 10% sampler (spans to a sink here), next to the
- * same sidecar with tracing off, both at once.
+ * The passes with processes of their own. 5. The floor: the bare proxy with the sidecar's
+ * Fastify hooks present and doing nothing, next to the bare proxy. 6. Tracing on at a 10%
+ * sampler (spans to a sink here), next to the same sidecar with tracing off, both at once.
+ * 7. Another checkout of the sidecar next to this one (BENCH_AGAINST).
  */
-async function floorAndTracing(run: { pki: Pki; as: string; upstreamUrl: string; token: string; clientTls: Record<string, string>; tls: Record<string, string>; bare: number; barePort: number; sidecar: number; sidecarPort: number; report: (title: string, rows: { bare: Side; sidecar: Side }[], unit: string) => unknown }): Promise<void> {
+async function laterPasses(run: { pki: Pki; as: string; upstreamUrl: string; token: string; clientTls: Record<string, string>; tls: Record<string, string>; bare: number; barePort: number; sidecar: number; sidecarPort: number; report: (title: string, rows: { bare: Side; sidecar: Side }[], unit: string) => unknown }): Promise<void> {
   if (passes.has('5')) await floorPass(run);
   if (passes.has('6')) await tracingPass(run);
   if (process.env.BENCH_AGAINST !== undefined) await againstPass(run, process.env.BENCH_AGAINST);
@@ -245,7 +246,7 @@ async function againstPass(run: PassRun, checkout: string): Promise<void> {
   other.kill('SIGTERM');
 }
 
-type PassRun = Parameters<typeof floorAndTracing>[0];
+type PassRun = Parameters<typeof laterPasses>[0];
 
 async function floorPass(run: PassRun): Promise<void> {
   const floorPort = await freePort();

@@ -92,7 +92,7 @@ function rssByMapping(pid: number | undefined): string {
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
     if (rss !== null) totals.set(current, (totals.get(current) ?? 0) + Number(rss[1]) / 1024);
   }
-  return [...totals].filter(([, mb]) => mb >= 0.5).sort((a, b) => b[1] - a[1]).map(([name, mb]) => `${name} ${mb.toFixed(1)}`).join(', ');
+  return megabytes([...totals].filter(([, mb]) => mb >= 0.5).sort((a, b) => b[1] - a[1]));
 }
 
 const rssMb = (pid: number | undefined): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
@@ -103,11 +103,8 @@ interface AfterGc {
   usage: Record<string, number>;
 }
 
-const usageText = (usage: Record<string, number>): string => Object.entries(usage).map(([name, mb]) => `${name} ${mb.toFixed(1)}`).join(', ');
-
-async function heapAfterGcMb(child: ChildProcess, inspectPort: number): Promise<number> {
-  return (await afterGc(child, inspectPort)).heapMb;
-}
+/** "name 1.2, other 3.4": figures in MB as the report prints them. */
+const megabytes = (figures: Iterable<[string, number]>): string => [...figures].map(([name, mb]) => `${name} ${mb.toFixed(1)}`).join(', ');
 
 /** Heap used after a full GC, and the process's own memory figures, read over the inspector (opened by SIGUSR1 on --inspect-port). */
 async function afterGc(child: ChildProcess, inspectPort: number): Promise<AfterGc> {
@@ -218,7 +215,7 @@ if (snapshots !== undefined) {
 // After the RSS readings: the inspector these open costs memory of its own.
 const bareAfterGc = await afterGc(bare, bareInspect);
 const sidecarAfterGc = await afterGc(sidecar, inspectPort);
-say(`  idle, after a full GC (MB): sidecar ${usageText(sidecarAfterGc.usage)}; bare ${usageText(bareAfterGc.usage)}`);
+say(`  idle, after a full GC (MB): sidecar ${megabytes(Object.entries(sidecarAfterGc.usage))}; bare ${megabytes(Object.entries(bareAfterGc.usage))}`);
 bare.kill('SIGTERM');
 
 const heapBefore = sidecarAfterGc.heapMb;
@@ -226,7 +223,7 @@ const hotToken = 'ok-partner-a-hot';
 const started = Date.now();
 const active = await send(port, pki.partnerA, tokens, (i) => (i % 100 === 0 ? hotToken : `ok-${i}`));
 await pause(1000);
-const heapAfter = await heapAfterGcMb(sidecar, inspectPort);
+const heapAfter = (await afterGc(sidecar, inspectPort)).heapMb;
 const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
 const entries = Number(/^phantom_introspection_cache_entries (\d+)/m.exec(await metrics())?.[1] ?? 'NaN');
 say(`  ${tokens} distinct valid tokens in ${((Date.now() - started) / 1000).toFixed(0)} s (statuses ${JSON.stringify(Object.fromEntries(active))}), ${entries} answers cached`);

@@ -51,12 +51,15 @@ const BATCH_CHARS = 8192;
  * pipes: a log reader that stops reading slows the sidecar down rather than growing its
  * memory without bound. sonic-boom still does the writing (partial writes, EAGAIN).
  */
+/** Where a batch goes: pino's own destination (sonic-boom), which can be flushed. */
+type BatchTarget = pino.DestinationStream & { flush?: (done?: (error?: Error) => void) => void };
+
 export class LineBatch implements pino.DestinationStream {
-  readonly #target: pino.DestinationStream & { flush?: (cb?: (error?: Error) => void) => void };
+  readonly #target: BatchTarget;
   #lines: string[] = [];
   #chars = 0;
 
-  constructor(target: pino.DestinationStream & { flush?: (cb?: (error?: Error) => void) => void }) {
+  constructor(target: BatchTarget) {
     this.#target = target;
   }
 

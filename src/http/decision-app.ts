@@ -8,7 +8,7 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RequestHead } from '../request/pipeline.ts';
-import { buildListenerApp, type ListenerAppParts } from './listener-app.ts';
+import { buildListenerApp, linesOf, type ListenerAppParts } from './listener-app.ts';
 import { stateOf } from './request-state-of.ts';
 
 function single(value: string | string[] | undefined): string | undefined {
@@ -21,7 +21,7 @@ function single(value: string | string[] | undefined): string | undefined {
  * ext_authz, the decision call itself (its method, and its path once `path_prefix` is taken
  * off). The original headers come with the call, as each of these gateways sends them.
  */
-export function originalHead(request: FastifyRequest, pathPrefix = ''): RequestHead {
+export function originalHead(request: FastifyRequest, headerNames: ReadonlySet<string>, pathPrefix = ''): RequestHead {
   const { raw } = request;
   const headers = raw.headers;
   const method = single(headers['x-original-method']) ?? single(headers['x-forwarded-method']) ?? request.method;
@@ -32,7 +32,7 @@ export function originalHead(request: FastifyRequest, pathPrefix = ''): RequestH
     method: method.toUpperCase(),
     target,
     headers: forwardedHost === undefined ? headers : { ...headers, host: forwardedHost },
-    distinct: raw.headersDistinct,
+    distinct: linesOf(raw.rawHeaders, headerNames),
     connection: raw.socket as unknown as RequestHead['connection'],
   };
 }
@@ -45,7 +45,7 @@ export interface DecisionAppParts extends ListenerAppParts {
 }
 
 export function buildDecisionApp(parts: DecisionAppParts): { app: FastifyInstance; server: HttpsServer } {
-  const built = buildListenerApp(parts, (request) => originalHead(request, parts.pathPrefix));
+  const built = buildListenerApp(parts, (request, headerNames) => originalHead(request, headerNames, parts.pathPrefix));
   built.app.all('/*', (request, reply) => {
     const jwt = stateOf(request).upstreamJwt;
     // A gateway that caches a 200 would skip the binding and time checks of the next request.

@@ -48,8 +48,6 @@ function refuse(detail: string): never {
 
 /** `%F2` is a well-formed escape but no UTF-8: routers and reply-from (decodeURIComponent) throw on it. */
 function decodesAsUtf8(path: string): boolean {
-  // Without an escape there is nothing to decode, and nothing can fail.
-  if (!path.includes('%')) return true;
   try {
     decodeURIComponent(path);
     return true;
@@ -78,7 +76,7 @@ export function upstreamPathOf(target: string, rules: Pick<TargetRules, 'basePat
   // Every escape rule starts at a `%`: a target without one (most of them) skips those scans.
   const pathEscaped = path.includes('%');
   const queryEscaped = query.includes('%');
-  if ((pathEscaped && BAD_ESCAPE.test(path)) || (queryEscaped && BAD_ESCAPE.test(query)) || !decodesAsUtf8(path)) refuse('bad_escape');
+  if ((pathEscaped && (BAD_ESCAPE.test(path) || !decodesAsUtf8(path))) || (queryEscaped && BAD_ESCAPE.test(query))) refuse('bad_escape');
   if (pathEscaped && ENCODED_SEPARATOR.test(path)) refuse('encoded_separator');
   if (!QUERY_CHARS.test(query) || (queryEscaped && ENCODED_NUL.test(query))) refuse('query_characters');
   // reply-from refuses these as traversal too; refusing them here keeps one rule and one reason.
